@@ -1,0 +1,72 @@
+//! The errors a user can meet, each one line naming its culprit.
+
+use std::{fmt, io, net::SocketAddr};
+
+/// Everything that stops the reflector or the load generator from starting.
+///
+/// All of these map to exit status 2 in the binary: they are problems with
+/// what the user asked for, or with the host it asked it of.
+#[derive(Debug)]
+pub enum Error {
+    /// The address is already bound by another socket (ours or not).
+    AddrInUse(SocketAddr),
+    /// The address is not assigned to any local interface.
+    AddrNotLocal(SocketAddr),
+    /// Binding failed for another reason.
+    Bind(SocketAddr, io::Error),
+    /// A CPU that does not exist or that this process may not run on.
+    Cpu { cpu: usize, allowed: Vec<usize> },
+    /// `--backend uring` was asked for and io_uring is refused.
+    UringUnavailable(io::Error),
+    /// A flag value that parsed but cannot be honoured.
+    Invalid { flag: &'static str, reason: String },
+    /// Any other system call failure, with what we were doing.
+    Io { context: &'static str, source: io::Error },
+}
+
+impl Error {
+    pub fn io(context: &'static str, source: io::Error) -> Self {
+        Error::Io { context, source }
+    }
+}
+
+/// What io_uring's refusal most likely means, and what to do about it.
+pub fn uring_refusal_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EPERM) => {
+            "io_uring is blocked: a container seccomp profile (Docker's default, containerd 2.0) \
+             or sysctl kernel.io_uring_disabled; allow io_uring_setup/enter/register in the \
+             profile or set kernel.io_uring_disabled=0"
+        }
+        Some(libc::ENOSYS) => "this kernel was built without io_uring (CONFIG_IO_URING=n)",
+        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
+            "this kernel's io_uring lacks multishot recvmsg or provided buffer rings (needs Linux >= 6.0)"
+        }
+        Some(libc::ENOMEM) => "the locked-memory limit is too low for the ring (raise RLIMIT_MEMLOCK)",
+        _ => "io_uring could not be set up",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::AddrInUse(a) => write!(f, "address {a} is already in use by another socket"),
+            Error::AddrNotLocal(a) => {
+                write!(f, "address {a} is not assigned to any local interface")
+            }
+            Error::Bind(a, e) => write!(f, "cannot bind {a}: {e}"),
+            Error::Cpu { cpu, allowed } => write!(
+                f,
+                "cpu {cpu} does not exist or is not allowed for this process (allowed: {})",
+                crate::cli::format_cpu_list(allowed)
+            ),
+            Error::UringUnavailable(e) => {
+                write!(f, "io_uring unavailable ({e}): {}", uring_refusal_hint(e))
+            }
+            Error::Invalid { flag, reason } => write!(f, "invalid {flag}: {reason}"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,170 @@
+//! The two receive paths and what they share.
+//!
+//! Both backends turn each received datagram into a [`Received`] view and
+//! hand it to [`Engine::on_datagram`], which counts it, asks
+//! [`crate::reflect`] for the reply and queues it in the socket's
+//! [`tx::TxBatch`]. The backends differ only in how bytes arrive.
+
+pub mod mmsg;
+pub mod tx;
+pub mod uring;
+
+use std::{
+    io,
+    os::fd::{AsRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use hdrhistogram::Histogram;
+
+use crate::{
+    reflect::{self, Mode, RxMeta, Verdict},
+    stats::{Counters, SharedCounters},
+    sys::{cmsg, socket},
+};
+
+/// Sizes every backend needs.
+#[derive(Debug, Clone, Copy)]
+pub struct IoConfig {
+    /// Largest sendmmsg (and recvmmsg).
+    pub batch: usize,
+    /// Largest payload answered.
+    pub max_datagram: usize,
+    /// Provided buffers per worker (uring) or receive slots per socket (mmsg).
+    pub buffers: u16,
+}
+
+/// One listening socket of a worker.
+pub struct Socket {
+    pub fd: OwnedFd,
+    pub mode: Mode,
+    /// Last SO_RXQ_OVFL value seen: the kernel's cumulative drop count.
+    ovfl_seen: u32,
+}
+
+impl Socket {
+    pub fn new(fd: OwnedFd, mode: Mode) -> Self {
+        Socket { fd, mode, ovfl_seen: 0 }
+    }
+}
+
+/// One received datagram, as laid out in a receive buffer.
+pub struct Received<'a> {
+    /// The peer's sockaddr bytes (becomes the reply's destination).
+    pub name: &'a mut [u8],
+    /// Control messages the kernel attached.
+    pub control: &'a [u8],
+    /// Payload area: the datagram is `payload[..len]`; the rest is spare
+    /// capacity a mode may use to lengthen its reply.
+    pub payload: &'a mut [u8],
+    pub len: usize,
+    /// The datagram's full length on the wire (larger than `len` if truncated).
+    pub wire_len: usize,
+    /// The datagram did not fit in the buffer.
+    pub truncated: bool,
+}
+
+/// A worker's sockets, counters, latency histogram and reply batches.
+pub struct Engine {
+    pub sockets: Vec<Socket>,
+    tx: Vec<tx::TxBatch>,
+    pub counters: Counters,
+    pub latency: Histogram<u64>,
+    shared: Arc<SharedCounters>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Engine {
+    pub fn new(sockets: Vec<Socket>, batch: usize, shared: Arc<SharedCounters>, stop: Arc<AtomicBool>) -> Self {
+        let tx = sockets.iter().map(|_| tx::TxBatch::new(batch)).collect();
+        Engine {
+            sockets,
+            tx,
+            counters: Counters::default(),
+            latency: crate::stats::new_latency_histogram(),
+            shared,
+            stop,
+        }
+    }
+
+    #[inline]
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts a datagram and queues its reply, if any. Returns true when the
+    /// socket's batch is full: the caller must `flush` before the next one
+    /// (and may only then recycle buffers).
+    #[inline]
+    pub fn on_datagram(&mut self, sock: usize, rx: Received<'_>) -> bool {
+        let c = &mut self.counters;
+        c.rx_packets += 1;
+        c.rx_bytes += rx.wire_len as u64;
+        let control = cmsg::decode(rx.control);
+        let s = &mut self.sockets[sock];
+        if let Some(total) = control.rxq_ovfl {
+            c.rxq_overflow += u64::from(total.wrapping_sub(s.ovfl_seen));
+            s.ovfl_seen = total;
+        }
+        if rx.truncated {
+            c.truncated += 1;
+            return false;
+        }
+        let meta = RxMeta { rx_time_ns: control.rx_time_ns, ttl: control.ttl };
+        match reflect::reflect(s.mode, &meta, rx.payload, rx.len) {
+            Verdict::NoReply(reason) => {
+                c.count_no_reply(reason);
+                false
+            }
+            Verdict::Reply(n) => {
+                let batch = &mut self.tx[sock];
+                let cap = rx.payload.len();
+                let reply = &mut rx.payload[..n.min(cap)];
+                batch.push(rx.name, reply, control.pktinfo.as_ref(), control.rx_time_ns.unwrap_or(0));
+                batch.is_full()
+            }
+        }
+    }
+
+    /// Sends every queued reply, then publishes the counters.
+    pub fn flush(&mut self) {
+        for (batch, s) in self.tx.iter_mut().zip(&self.sockets) {
+            if !batch.is_empty() {
+                batch.flush(s.fd.as_raw_fd(), &mut self.counters, &mut self.latency);
+            }
+        }
+        self.shared.publish(&self.counters);
+    }
+
+    /// Reads each socket's drop counter one last time, so drops after the
+    /// last datagram we saw are not missed.
+    pub fn finish(&mut self) {
+        self.flush();
+        for s in &mut self.sockets {
+            if let Ok(total) = socket::meminfo_drops(s.fd.as_raw_fd()) {
+                self.counters.rxq_overflow += u64::from(total.wrapping_sub(s.ovfl_seen));
+                s.ovfl_seen = total;
+            }
+        }
+        self.shared.publish(&self.counters);
+    }
+}
+
+/// A backend's main loop: runs until the stop flag is set, then drains what
+/// is already queued and returns.
+pub type RunFn = fn(&mut Engine, &IoConfig) -> io::Result<()>;
+
+/// Reports a send error on stderr at most once a minute (the counters have
+/// every one of them).
+pub fn warn_tx_error(e: &io::Error) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 60 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        eprintln!("udp-reflector: sendmmsg failed: {e} (counted in tx_errors; further errors are counted silently for a minute)");
+    }
+}

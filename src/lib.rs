@@ -1,0 +1,40 @@
+//! udp-reflector: a batched UDP reflector for Linux.
+//!
+//! # Architecture
+//!
+//! ```text
+//!   main.rs ── cli.rs (flags → Config) ── runtime.rs (spawn, signals, report)
+//!                                              │
+//!                    ┌─────────────────────────┼──────────────────────────┐
+//!               worker 0 (pinned cpu a)   worker 1 (pinned cpu b)   ...
+//!               own SO_REUSEPORT sockets, own ring, own buffers, own stats
+//!                    │
+//!      io/uring.rs: multishot recvmsg over a provided buffer ring ─┐
+//!      io/mmsg.rs:  recvmmsg (fallback when io_uring is refused)  ─┤
+//!                                                                  ▼
+//!      reflect.rs (pure: datagram → reply or reason) → io/tx.rs: one sendmmsg per batch
+//!                                                                  │
+//!      stats.rs: counters published per batch, latency histogram ◄─┘
+//! ```
+//!
+//! Every datagram a worker receives ends in exactly one counter:
+//! `rx_packets == tx_packets + tx_dropped + tx_errors + truncated + no_reply`.
+//! Datagrams the kernel dropped before we saw them are `rxq_overflow`.
+//!
+//! Only `sys/` and `io/` touch the OS with `unsafe`; everything else is safe code.
+#![deny(unsafe_code)]
+
+pub mod bench;
+pub mod cli;
+pub mod error;
+#[allow(unsafe_code)]
+pub mod io;
+pub mod reflect;
+pub mod report;
+pub mod runtime;
+pub mod stats;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod worker;
+
+pub use error::Error;

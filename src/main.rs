@@ -1,0 +1,33 @@
+//! udp-reflector: parse, run, map errors to an exit status.
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use udp_reflector::cli::{Cli, Command};
+
+// mimalloc: workers allocate almost nothing on the hot path, but the
+// reporter and the bench client do, from several threads; mimalloc keeps
+// those allocations thread-local and off the workers' cache lines.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Bench(args)) => udp_reflector::bench::run(&args),
+        Some(Command::Serve(args)) => run_serve(&args),
+        None => run_serve(&cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("udp-reflector: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_serve(args: &udp_reflector::cli::ServeArgs) -> Result<(), udp_reflector::Error> {
+    let cfg = args.validate(std::io::stdout().is_terminal())?;
+    udp_reflector::runtime::serve(&cfg)
+}

@@ -1,0 +1,195 @@
+//! What to answer: a received datagram in, a reply (or the reason for none) out.
+//!
+//! Pure functions over bytes, no system calls, so every mode is unit-tested
+//! byte for byte and benchmarked without a socket. The reply is built in place
+//! in the receive buffer: no copy, no allocation. The one impurity is STAMP's
+//! transmit timestamp, read from the clock in [`reflect`]; [`stamp_reflect`]
+//! takes it as an argument so tests stay deterministic.
+//!
+//! The wire formats live in their own modules: [`sockperf`] (checked against
+//! captures of sockperf 3.7's own server) and [`stamp`] (RFC 8762, with a
+//! session-sender encoder and reply decoder for the bench client).
+
+use clap::ValueEnum;
+
+pub mod sockperf;
+pub mod stamp;
+
+pub use stamp::reflect as stamp_reflect;
+
+/// How a listener answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// RFC 862: the payload comes back unchanged.
+    Echo,
+    /// RFC 863: receive and count, never reply.
+    Discard,
+    /// Answer sockperf clients as sockperf's own server does.
+    Sockperf,
+    /// RFC 8762 STAMP session-reflector, stateless, unauthenticated.
+    Stamp,
+}
+
+impl Mode {
+    /// The port a listener of this mode uses when none is given.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Mode::Echo | Mode::Discard => 7007,
+            Mode::Sockperf => 11111,
+            Mode::Stamp => 862,
+        }
+    }
+
+    /// Whether replies need the received TTL / hop limit.
+    pub fn wants_ttl(self) -> bool {
+        self == Mode::Stamp
+    }
+}
+
+/// Why a datagram received no reply. Each reason has its own counter,
+/// `no_reply_<name>`. The discriminant is the counter's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoReply {
+    /// Discard mode: consumed as asked.
+    Discarded,
+    /// Shorter than the mode's header (sockperf: 14 bytes, STAMP: 14 bytes).
+    TooShort,
+    /// sockperf: the header's length field differs from the datagram's size.
+    LengthMismatch,
+    /// sockperf: a frame without the CLIENT flag (not from a client).
+    NotClient,
+    /// sockperf: a warm-up frame, never answered.
+    Warmup,
+    /// sockperf: the client did not ask for a reply (PONG flag clear).
+    NoPong,
+    /// STAMP: the receive buffer cannot hold the 44-byte reply that a shorter
+    /// request is padded to.
+    NoRoom,
+}
+
+impl NoReply {
+    pub const COUNT: usize = 7;
+    /// Every reason, in discriminant (counter index) order.
+    pub const ALL: [NoReply; Self::COUNT] = [
+        NoReply::Discarded,
+        NoReply::TooShort,
+        NoReply::LengthMismatch,
+        NoReply::NotClient,
+        NoReply::Warmup,
+        NoReply::NoPong,
+        NoReply::NoRoom,
+    ];
+
+    /// The counter name, as printed and in JSON.
+    pub fn counter_name(self) -> &'static str {
+        match self {
+            NoReply::Discarded => "no_reply_discarded",
+            NoReply::TooShort => "no_reply_too_short",
+            NoReply::LengthMismatch => "no_reply_length_mismatch",
+            NoReply::NotClient => "no_reply_not_client",
+            NoReply::Warmup => "no_reply_warmup",
+            NoReply::NoPong => "no_reply_no_pong",
+            NoReply::NoRoom => "no_reply_no_room",
+        }
+    }
+}
+
+/// What the kernel told us about a datagram, beyond its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// Kernel receive timestamp, CLOCK_REALTIME nanoseconds (SO_TIMESTAMPNS).
+    pub rx_time_ns: Option<u64>,
+    /// Received IPv4 TTL or IPv6 hop limit, when the listener asked for it.
+    pub ttl: Option<u8>,
+}
+
+/// The decision for one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the first `n` bytes of the buffer back.
+    Reply(usize),
+    /// Send nothing; count the reason.
+    NoReply(NoReply),
+}
+
+/// Decides the reply to a datagram whose payload is `buf[..len]`.
+///
+/// `buf` extends to the buffer's capacity, so a mode may lengthen the reply
+/// (STAMP pads short requests); it never reads past `len`.
+#[inline]
+pub fn reflect(mode: Mode, meta: &RxMeta, buf: &mut [u8], len: usize) -> Verdict {
+    debug_assert!(len <= buf.len());
+    match mode {
+        Mode::Echo => Verdict::Reply(len),
+        Mode::Discard => Verdict::NoReply(NoReply::Discarded),
+        Mode::Sockperf => sockperf::reflect(buf, len),
+        // T3 "as late as possible" within this function: the clock is read
+        // only here, after nothing else is left to do but build the reply.
+        Mode::Stamp => stamp::reflect(meta, buf, len, crate::sys::clock::realtime_ns()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_returns_the_payload_unchanged() {
+        let mut buf = *b"hello, world....";
+        assert_eq!(
+            reflect(Mode::Echo, &RxMeta::default(), &mut buf, 12),
+            Verdict::Reply(12)
+        );
+        assert_eq!(&buf, b"hello, world....");
+        assert_eq!(
+            reflect(Mode::Echo, &RxMeta::default(), &mut buf, 0),
+            Verdict::Reply(0)
+        );
+    }
+
+    #[test]
+    fn discard_never_replies() {
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            reflect(Mode::Discard, &RxMeta::default(), &mut buf, 8),
+            Verdict::NoReply(NoReply::Discarded)
+        );
+    }
+
+    #[test]
+    fn no_reply_all_is_in_counter_index_order_with_unique_names() {
+        for (i, r) in NoReply::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+            assert!(r.counter_name().starts_with("no_reply_"));
+        }
+        let mut names: Vec<_> = NoReply::ALL.iter().map(|r| r.counter_name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), NoReply::COUNT);
+    }
+
+    #[test]
+    fn reflect_dispatches_sockperf_and_stamp() {
+        // One captured sockperf ping; the byte-level cases live in sockperf.rs.
+        let mut buf = [0u8; 64];
+        buf[..14].copy_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0, 0, 0, 14]);
+        assert_eq!(
+            reflect(Mode::Sockperf, &RxMeta::default(), &mut buf, 14),
+            Verdict::Reply(14)
+        );
+        assert_eq!(buf[9], 2);
+
+        // STAMP through `reflect` reads the real clock: T3 is recent and >= T2.
+        let t2 = crate::sys::clock::realtime_ns();
+        let meta = RxMeta {
+            rx_time_ns: Some(t2),
+            ttl: Some(64),
+        };
+        let mut buf = [0u8; 64];
+        let n = stamp::encode_sender(9, t2, &mut buf).unwrap();
+        assert_eq!(reflect(Mode::Stamp, &meta, &mut buf, n), Verdict::Reply(44));
+        let r = stamp::decode_reflected(&buf[..44]).unwrap();
+        assert_eq!((r.seq, r.sender_seq, r.ttl), (9, 9, 64));
+        assert!(r.t3_ns >= r.t2_ns && r.t3_ns - r.t2_ns < 60_000_000_000);
+    }
+}

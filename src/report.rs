@@ -1,0 +1,148 @@
+//! What the user sees: the listening line, interval lines and the final
+//! summary, as human text or JSON lines on stdout.
+
+use std::{io::Write, net::SocketAddr, time::Duration};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use crate::{
+    reflect::Mode,
+    stats::{Counters, LatencySummary},
+};
+
+/// One worker's final figures.
+pub struct WorkerFigures {
+    pub worker: usize,
+    pub cpu: usize,
+    pub counters: Counters,
+    pub latency: Histogram<u64>,
+}
+
+pub struct Reporter {
+    pub json: bool,
+}
+
+fn counters_map(c: &Counters) -> Map<String, Value> {
+    Counters::names().iter().zip(c.to_array()).map(|(n, v)| (n.to_string(), json!(v))).collect()
+}
+
+fn latency_value(l: &LatencySummary) -> Value {
+    json!({ "samples": l.samples, "p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max })
+}
+
+/// `name=value` for the always-shown counters, plus the reasons that occurred.
+fn counters_text(c: &Counters, only_moved: bool) -> String {
+    let always = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"];
+    Counters::names()
+        .iter()
+        .zip(c.to_array())
+        .filter(|(n, v)| *v != 0 || (always.contains(n)) || (!only_moved && !n.starts_with("no_reply_")))
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn latency_text(l: &LatencySummary) -> String {
+    format!(
+        "latency_us p50={:.1} p90={:.1} p99={:.1} p999={:.1} max={:.1}",
+        l.p50, l.p90, l.p99, l.p999, l.max
+    )
+}
+
+impl Reporter {
+    fn emit(&self, line: String) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    /// The sockets are bound: say where (ports resolved) and how.
+    pub fn listening(&self, listeners: &[(SocketAddr, Mode)], backend: &str, cpus: &[usize], rcvbuf: Option<u32>) {
+        if self.json {
+            let addrs: Vec<String> = listeners.iter().map(|(a, _)| a.to_string()).collect();
+            let modes: Vec<String> =
+                listeners.iter().map(|(_, m)| format!("{m:?}").to_lowercase()).collect();
+            self.emit(
+                json!({"event": "listening", "addrs": addrs, "modes": modes, "backend": backend,
+                       "cpus": cpus, "rcvbuf_granted": rcvbuf})
+                .to_string(),
+            );
+        } else {
+            let l: Vec<String> =
+                listeners.iter().map(|(a, m)| format!("{a} ({})", format!("{m:?}").to_lowercase())).collect();
+            let rcv = rcvbuf.map_or(String::new(), |b| format!(", SO_RCVBUF granted {b} bytes"));
+            self.emit(format!(
+                "udp-reflector: listening on {} with {} worker(s) on cpus {}, backend {backend}{rcv}",
+                l.join(", "),
+                cpus.len(),
+                crate::cli::format_cpu_list(cpus),
+            ));
+        }
+    }
+
+    /// Deltas over the last interval, totalled over workers.
+    pub fn interval(&self, elapsed: Duration, dt: Duration, delta: &Counters) {
+        let secs = dt.as_secs_f64().max(1e-9);
+        let rx_pps = delta.rx_packets as f64 / secs;
+        let tx_pps = delta.tx_packets as f64 / secs;
+        if self.json {
+            let mut m = counters_map(delta);
+            m.insert("event".into(), json!("interval"));
+            m.insert("elapsed_s".into(), json!(elapsed.as_secs_f64()));
+            m.insert("interval_s".into(), json!(secs));
+            m.insert("rx_pps".into(), json!(rx_pps));
+            m.insert("tx_pps".into(), json!(tx_pps));
+            self.emit(Value::Object(m).to_string());
+        } else {
+            self.emit(format!(
+                "[{:7.1}s] rx {rx_pps:.0} pps, tx {tx_pps:.0} pps; {}",
+                elapsed.as_secs_f64(),
+                counters_text(delta, true)
+            ));
+        }
+    }
+
+    /// The final figures, per worker and merged.
+    pub fn summary(&self, backend: &str, elapsed: Duration, workers: &[WorkerFigures]) {
+        let mut total = Counters::default();
+        let mut merged = crate::stats::new_latency_histogram();
+        for w in workers {
+            total.add(&w.counters);
+            let _ = merged.add(&w.latency);
+        }
+        let total_lat = LatencySummary::of(&merged);
+        if self.json {
+            let mut t = counters_map(&total);
+            t.insert("latency_us".into(), latency_value(&total_lat));
+            let ws: Vec<Value> = workers
+                .iter()
+                .map(|w| {
+                    let mut m = counters_map(&w.counters);
+                    m.insert("worker".into(), json!(w.worker));
+                    m.insert("cpu".into(), json!(w.cpu));
+                    m.insert("latency_us".into(), latency_value(&LatencySummary::of(&w.latency)));
+                    Value::Object(m)
+                })
+                .collect();
+            self.emit(
+                json!({"event": "summary", "backend": backend, "elapsed_s": elapsed.as_secs_f64(),
+                       "total": t, "workers": ws})
+                .to_string(),
+            );
+        } else {
+            let mut lines = vec![format!(
+                "summary: backend {backend}, {:.2} s, {} worker(s)",
+                elapsed.as_secs_f64(),
+                workers.len()
+            )];
+            lines.push(format!("  total:  {}", counters_text(&total, false)));
+            lines.push(format!("          {}", latency_text(&total_lat)));
+            for w in workers {
+                lines.push(format!("  worker {} (cpu {}): {}", w.worker, w.cpu, counters_text(&w.counters, false)));
+                lines.push(format!("          {}", latency_text(&LatencySummary::of(&w.latency))));
+            }
+            self.emit(lines.join("\n"));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `serve`: choose the backend, bind every socket, start the workers, report
+//! until a signal or the duration ends, then stop, drain and summarise.
+
+use std::{
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    cli::{BackendChoice, ServeConfig},
+    error::uring_refusal_hint,
+    io::{IoConfig, Socket},
+    report::{Reporter, WorkerFigures},
+    stats::Counters,
+    sys::{signals, socket},
+    worker::{Backend, Worker},
+    Error,
+};
+
+/// Picks the receive path. `auto` falls back to mmsg with one line on stderr
+/// saying why; `uring` refused is an error with the same explanation.
+pub fn choose_backend(choice: BackendChoice) -> Result<Backend, Error> {
+    match choice {
+        BackendChoice::Mmsg => Ok(Backend::Mmsg),
+        BackendChoice::Uring => crate::io::uring::probe().map(|()| Backend::Uring).map_err(Error::UringUnavailable),
+        BackendChoice::Auto => match crate::io::uring::probe() {
+            Ok(()) => Ok(Backend::Uring),
+            Err(e) => {
+                eprintln!(
+                    "udp-reflector: io_uring unavailable ({e}): {}; using the recvmmsg/sendmmsg backend",
+                    uring_refusal_hint(&e)
+                );
+                Ok(Backend::Mmsg)
+            }
+        },
+    }
+}
+
+/// Runs the reflector until SIGINT, SIGTERM or `--duration`.
+pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
+    signals::block_stop_signals().map_err(|e| Error::io("blocking SIGINT/SIGTERM", e))?;
+    let backend = choose_backend(cfg.backend)?;
+
+    // Claim every address first (port 0 becomes a real port, a busy port is
+    // named), then open one SO_REUSEPORT socket per worker and address.
+    let mut resolved = Vec::with_capacity(cfg.listeners.len());
+    for l in &cfg.listeners {
+        resolved.push((socket::claim_port(&l.addr)?, l.mode));
+    }
+    let mut per_worker: Vec<Vec<Socket>> = Vec::with_capacity(cfg.cpus.len());
+    for _ in &cfg.cpus {
+        let mut socks = Vec::with_capacity(resolved.len());
+        for (addr, mode) in &resolved {
+            let opts = socket::ListenOptions { rcvbuf: cfg.rcvbuf, recv_ttl: mode.wants_ttl() };
+            socks.push(Socket::new(socket::open_listener(addr, &opts)?, *mode));
+        }
+        per_worker.push(socks);
+    }
+    let granted = match cfg.rcvbuf {
+        Some(_) => per_worker
+            .first()
+            .and_then(|s| s.first())
+            .and_then(|s| socket::rcvbuf(s.fd.as_raw_fd()).ok()),
+        None => None,
+    };
+
+    let reporter = Reporter { json: cfg.json };
+    reporter.listening(&resolved, backend.name(), &cfg.cpus, granted);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let io_cfg = IoConfig { batch: cfg.batch, max_datagram: cfg.max_datagram, buffers: cfg.buffers };
+    let mut workers = Vec::with_capacity(cfg.cpus.len());
+    for (id, (&cpu, socks)) in cfg.cpus.iter().zip(per_worker).enumerate() {
+        match Worker::spawn(id, cpu, socks, backend, io_cfg, Arc::clone(&stop)) {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                workers.into_iter().for_each(|w: Worker| drop(w.join()));
+                return Err(Error::io("starting a worker thread", e));
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let deadline = cfg.duration.map(|d| started + d);
+    let mut next_report = cfg.stats_interval.map(|i| started + i);
+    let mut last = (started, Counters::default());
+    loop {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) || workers.iter().any(Worker::is_finished) {
+            break;
+        }
+        if let (Some(at), Some(every)) = (next_report, cfg.stats_interval) {
+            if now >= at {
+                let mut total = Counters::default();
+                workers.iter().for_each(|w| total.add(&w.shared.snapshot()));
+                reporter.interval(now - started, now - last.0, &total.since(&last.1));
+                last = (now, total);
+                next_report = Some(at + every);
+            }
+        }
+        // Wake for the next report, the deadline, or at least every 100 ms to
+        // notice a worker that failed.
+        let mut wake = now + Duration::from_millis(100);
+        for t in [next_report, deadline].into_iter().flatten() {
+            wake = wake.min(t);
+        }
+        if signals::wait_stop_signal(wake.saturating_duration_since(now)).is_some() {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+
+    let mut figures = Vec::with_capacity(workers.len());
+    let mut first_error = None;
+    for w in workers {
+        let (id, cpu) = (w.id, w.cpu);
+        match w.join() {
+            Ok(r) => figures.push(WorkerFigures { worker: id, cpu, counters: r.counters, latency: r.latency }),
+            Err(e) => {
+                eprintln!("udp-reflector: worker {id} (cpu {cpu}) failed: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    reporter.summary(backend.name(), elapsed, &figures);
+    match first_error {
+        Some(e) => Err(Error::io("a worker failed", e)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,210 @@
+//! Per-worker counters and latency histograms.
+//!
+//! Each worker owns a plain [`Counters`] and a [`Histogram`]; nothing on the
+//! hot path is shared. After each batch the worker publishes its counters to
+//! a [`SharedCounters`] (relaxed stores, single writer) that the reporter
+//! reads for interval lines. Histograms travel back when the worker ends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+
+use crate::reflect::NoReply;
+
+/// Every counter a worker keeps. See README.md for what each means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Datagrams the kernel dropped because the socket queue was full.
+    pub rxq_overflow: u64,
+    /// Times the provided buffer ring ran dry (not a loss).
+    pub ring_stalls: u64,
+    /// Replies refused by the kernel with EAGAIN/ENOBUFS.
+    pub tx_dropped: u64,
+    /// Replies refused with any other errno.
+    pub tx_errors: u64,
+    /// Datagrams larger than the buffer: counted, never echoed cut.
+    pub truncated: u64,
+    /// Datagrams deliberately not answered, by reason.
+    pub no_reply: [u64; NoReply::COUNT],
+}
+
+/// Number of u64 slots in [`Counters`], in [`Counters::to_array`] order.
+pub const COUNTER_SLOTS: usize = 9 + NoReply::COUNT;
+
+impl Counters {
+    /// Names in the order of [`Counters::to_array`].
+    pub fn names() -> [&'static str; COUNTER_SLOTS] {
+        let mut n = [""; COUNTER_SLOTS];
+        n[..9].copy_from_slice(&[
+            "rx_packets",
+            "rx_bytes",
+            "tx_packets",
+            "tx_bytes",
+            "rxq_overflow",
+            "ring_stalls",
+            "tx_dropped",
+            "tx_errors",
+            "truncated",
+        ]);
+        for (i, r) in NoReply::ALL.iter().enumerate() {
+            n[9 + i] = r.counter_name();
+        }
+        n
+    }
+
+    pub fn to_array(&self) -> [u64; COUNTER_SLOTS] {
+        let mut a = [0; COUNTER_SLOTS];
+        a[..9].copy_from_slice(&[
+            self.rx_packets,
+            self.rx_bytes,
+            self.tx_packets,
+            self.tx_bytes,
+            self.rxq_overflow,
+            self.ring_stalls,
+            self.tx_dropped,
+            self.tx_errors,
+            self.truncated,
+        ]);
+        a[9..].copy_from_slice(&self.no_reply);
+        a
+    }
+
+    pub fn from_array(a: [u64; COUNTER_SLOTS]) -> Self {
+        let mut no_reply = [0; NoReply::COUNT];
+        no_reply.copy_from_slice(&a[9..]);
+        Counters {
+            rx_packets: a[0],
+            rx_bytes: a[1],
+            tx_packets: a[2],
+            tx_bytes: a[3],
+            rxq_overflow: a[4],
+            ring_stalls: a[5],
+            tx_dropped: a[6],
+            tx_errors: a[7],
+            truncated: a[8],
+            no_reply,
+        }
+    }
+
+    /// Datagrams received but deliberately not answered, all reasons.
+    pub fn no_reply_total(&self) -> u64 {
+        self.no_reply.iter().sum()
+    }
+
+    #[inline]
+    pub fn count_no_reply(&mut self, reason: NoReply) {
+        self.no_reply[reason as usize] += 1;
+    }
+
+    /// Every received datagram ends in exactly one outcome.
+    pub fn outcomes(&self) -> u64 {
+        self.tx_packets + self.tx_dropped + self.tx_errors + self.truncated + self.no_reply_total()
+    }
+
+    pub fn add(&mut self, other: &Counters) {
+        let (a, b) = (self.to_array(), other.to_array());
+        *self = Counters::from_array(std::array::from_fn(|i| a[i] + b[i]));
+    }
+
+    /// `self - earlier`, counter by counter (counters only grow).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let (a, b) = (self.to_array(), earlier.to_array());
+        Counters::from_array(std::array::from_fn(|i| a[i].wrapping_sub(b[i])))
+    }
+}
+
+/// A worker's counters, readable by the reporter while the worker runs.
+#[derive(Debug, Default)]
+pub struct SharedCounters {
+    slots: [AtomicU64; COUNTER_SLOTS],
+}
+
+impl SharedCounters {
+    /// Called by the owning worker only (single writer).
+    #[inline]
+    pub fn publish(&self, c: &Counters) {
+        for (slot, v) in self.slots.iter().zip(c.to_array()) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> Counters {
+        Counters::from_array(std::array::from_fn(|i| self.slots[i].load(Ordering::Relaxed)))
+    }
+}
+
+/// Latency histogram in nanoseconds, 3 significant figures, up to 100 s.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Records one reply's latency: `now_ns - rx_ns`, clamped at 0 (clock steps).
+#[inline]
+pub fn record_latency(h: &mut Histogram<u64>, rx_ns: u64, now_ns: u64) {
+    h.saturating_record(now_ns.saturating_sub(rx_ns).max(1));
+}
+
+/// Percentiles in microseconds, as reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LatencySummary {
+    pub samples: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        LatencySummary {
+            samples: h.len(),
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_round_trip_through_arrays_and_shared_slots() {
+        let mut c = Counters { rx_packets: 7, tx_packets: 3, truncated: 2, ..Default::default() };
+        c.count_no_reply(NoReply::Warmup);
+        c.count_no_reply(NoReply::Warmup);
+        let shared = SharedCounters::default();
+        shared.publish(&c);
+        assert_eq!(shared.snapshot(), c);
+        assert_eq!(c.outcomes(), 7);
+        let later = Counters { rx_packets: 10, ..c };
+        assert_eq!(later.since(&c).rx_packets, 3);
+        assert_eq!(later.since(&c).no_reply[NoReply::Warmup as usize], 0);
+        assert_eq!(Counters::names()[9 + NoReply::Warmup as usize], "no_reply_warmup");
+    }
+
+    #[test]
+    fn latency_is_clamped_and_summarised_in_microseconds() {
+        let mut h = new_latency_histogram();
+        record_latency(&mut h, 2_000, 1_000); // clock stepped back: clamped
+        for i in 1..=100u64 {
+            record_latency(&mut h, 0, i * 1_000);
+        }
+        let s = LatencySummary::of(&h);
+        assert_eq!(s.samples, 101);
+        assert!((s.p50 - 50.0).abs() < 0.1, "{s:?}");
+        assert!((s.max - 100.0).abs() < 0.1, "{s:?}");
+    }
+}

@@ -1,0 +1,153 @@
+//! Listening sockets: options the reflector relies on, binding with errors
+//! that name the culprit, and the kernel's per-socket drop counter.
+
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+use super::sockaddr;
+use crate::Error;
+
+/// What a listening socket needs beyond its address.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenOptions {
+    /// SO_RCVBUF request in bytes (SO_RCVBUFFORCE first, when privileged).
+    pub rcvbuf: Option<u32>,
+    /// Ask for the received TTL / hop limit on every datagram.
+    pub recv_ttl: bool,
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    syscall!(setsockopt(
+        fd,
+        level,
+        name,
+        (&value as *const i32).cast(),
+        std::mem::size_of::<i32>() as libc::socklen_t
+    ))
+    .map(drop)
+}
+
+fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    syscall!(getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len))?;
+    Ok(value)
+}
+
+fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let fd = syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0))?;
+    // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if addr.is_ipv6() {
+        // Separate IPv4 and IPv6 sockets: never rely on v4-mapped dual stack.
+        setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    Ok(fd)
+}
+
+fn bind(fd: &OwnedFd, addr: &SocketAddr) -> Result<(), Error> {
+    let raw = sockaddr::to_raw(addr);
+    syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len)).map(drop).map_err(|e| {
+        match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => Error::AddrInUse(*addr),
+            Some(libc::EADDRNOTAVAIL) => Error::AddrNotLocal(*addr),
+            _ => Error::Bind(*addr, e),
+        }
+    })
+}
+
+/// The address a socket is bound to.
+pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    syscall!(getsockname(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len))?;
+    // SAFETY: the kernel initialised `len` bytes of `storage`, len <= its size.
+    let bytes = unsafe {
+        std::slice::from_raw_parts((&storage as *const libc::sockaddr_storage).cast::<u8>(), len as usize)
+    };
+    sockaddr::from_bytes(bytes).ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+}
+
+/// Checks that nobody holds `addr` and resolves port 0 to a free port.
+///
+/// Binds without SO_REUSEPORT, so any socket already on the port, even
+/// another reflector's SO_REUSEPORT group, makes it fail: two reflectors
+/// would otherwise silently split the traffic between them.
+pub fn claim_port(addr: &SocketAddr) -> Result<SocketAddr, Error> {
+    let fd = new_udp_socket(addr).map_err(|e| Error::Bind(*addr, e))?;
+    bind(&fd, addr)?;
+    local_addr(fd.as_raw_fd()).map_err(|e| Error::Bind(*addr, e))
+}
+
+/// Opens one worker's SO_REUSEPORT socket on `addr` (a resolved port) with
+/// every receive option the reflector reads: IP_PKTINFO / IPV6_RECVPKTINFO,
+/// SO_RXQ_OVFL, SO_TIMESTAMPNS, and the TTL when asked for.
+pub fn open_listener(addr: &SocketAddr, opts: &ListenOptions) -> Result<OwnedFd, Error> {
+    let setup = |fd: RawFd| -> io::Result<()> {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        if addr.is_ipv4() {
+            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+            if opts.recv_ttl {
+                setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
+            }
+        } else {
+            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+            if opts.recv_ttl {
+                setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+            }
+        }
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+        if let Some(bytes) = opts.rcvbuf {
+            // The kernel doubles the request and clamps it at net.core.rmem_max
+            // unless forced; the reporter prints what was granted.
+            let want = (bytes.min(i32::MAX as u32 / 2)) as i32;
+            if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, want).is_err() {
+                setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, want)?;
+            }
+        }
+        Ok(())
+    };
+    let fd = new_udp_socket(addr).map_err(|e| Error::Bind(*addr, e))?;
+    setup(fd.as_raw_fd()).map_err(|e| Error::io("setting socket options", e))?;
+    bind(&fd, addr)?;
+    Ok(fd)
+}
+
+/// The receive buffer the kernel granted (SO_RCVBUF, already doubled).
+pub fn rcvbuf(fd: RawFd) -> io::Result<u32> {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| v as u32)
+}
+
+/// The socket's cumulative drop counter (SK_MEMINFO_DROPS), the same that
+/// SO_RXQ_OVFL reports and /proc/net/udp shows as `drops`.
+pub fn meminfo_drops(fd: RawFd) -> io::Result<u32> {
+    // SK_MEMINFO_VARS is 9 today; leave room for fields added later.
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    syscall!(getsockopt(fd, libc::SOL_SOCKET, libc::SO_MEMINFO, info.as_mut_ptr().cast(), &mut len))?;
+    if (len as usize) <= libc::SK_MEMINFO_DROPS as usize * 4 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(info[libc::SK_MEMINFO_DROPS as usize])
+}
+
+/// A connected AF_UNIX datagram pair, for probing kernel features without
+/// touching any network.
+pub fn socketpair_dgram() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    syscall!(socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()))?;
+    // SAFETY: socketpair returned two fresh descriptors that nobody else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends one byte on a connected socket.
+pub fn send_byte(fd: &OwnedFd) -> io::Result<()> {
+    let b = [0u8; 1];
+    syscall!(send(fd.as_raw_fd(), b.as_ptr().cast(), 1, 0)).map(drop)
+}
