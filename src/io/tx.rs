@@ -79,6 +79,11 @@ impl TxBatch {
         self.len += 1;
     }
 
+    /// Forgets every queued reply without sending it (benchmarks only).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// Sends every queued reply on `fd` and counts each one exactly once:
     /// `tx_packets`, `tx_dropped` (EAGAIN/ENOBUFS: the rest of the batch) or
     /// `tx_errors` (any other errno: that reply, then go on). Records the

@@ -142,7 +142,10 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         for (sock, is_armed) in armed.iter_mut().enumerate() {
             if !*is_armed {
                 let fd = types::Fd(engine.sockets[sock].fd.as_raw_fd());
+                // MSG_TRUNC: a datagram too large for its buffer still reports
+                // its full length (counted in rx_bytes, then as truncated).
                 let sqe = opcode::RecvMsgMulti::new(fd, &*msghdr, BGID)
+                    .flags(libc::MSG_TRUNC as u32)
                     .build()
                     .user_data(Token::Recv { sock }.encode());
                 // SAFETY: `msghdr` and the buffer ring outlive the ring.

@@ -1,0 +1,83 @@
+//! The pure hot paths: decoding what the kernel wrote into a completion,
+//! building a reply batch with its cmsgs, and recording a latency sample.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use udp_reflector::{
+    io::tx::TxBatch,
+    reflect::{reflect, Mode, RxMeta},
+    stats::{new_latency_histogram, record_latency},
+    sys::cmsg::{self, PktInfo},
+};
+
+/// The control area of a typical IPv4 datagram: pktinfo, SO_RXQ_OVFL and
+/// SCM_TIMESTAMPNS, laid out as the kernel does.
+fn typical_control() -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, level: i32, kind: i32, data: &[u8]) {
+        let hdr = std::mem::size_of::<libc::cmsghdr>();
+        let start = out.len();
+        out.resize(start + cmsg::space(data.len()), 0);
+        out[start..start + 8].copy_from_slice(&(hdr + data.len()).to_ne_bytes());
+        out[start + 8..start + 12].copy_from_slice(&level.to_ne_bytes());
+        out[start + 12..start + 16].copy_from_slice(&kind.to_ne_bytes());
+        out[start + hdr..start + hdr + data.len()].copy_from_slice(data);
+    }
+    let mut v = Vec::new();
+    put(&mut v, libc::IPPROTO_IP, libc::IP_PKTINFO, &[0, 0, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+    put(&mut v, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &3u32.to_ne_bytes());
+    let mut ts = 1_700_000_000i64.to_ne_bytes().to_vec();
+    ts.extend_from_slice(&123_456_789i64.to_ne_bytes());
+    put(&mut v, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts);
+    v
+}
+
+fn decode_completion(c: &mut Criterion) {
+    let control = typical_control();
+    let mut g = c.benchmark_group("cmsg_decode_pktinfo_ovfl_timestamp");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode", |b| b.iter(|| cmsg::decode(black_box(&control))));
+    g.finish();
+}
+
+fn build_reply_batch(c: &mut Criterion) {
+    const BATCH: usize = 64;
+    let mut names = vec![[0u8; 16]; BATCH];
+    let mut payloads = vec![[0u8; 64]; BATCH];
+    let pi = PktInfo::V4 { spec_dst: [127, 0, 0, 1] };
+    let mut batch = TxBatch::new(BATCH);
+    let mut g = c.benchmark_group("reply_batch_build_batch_64_size_64");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("echo_with_pktinfo", |b| {
+        b.iter(|| {
+            for (name, payload) in names.iter_mut().zip(payloads.iter_mut()) {
+                let n = match reflect(Mode::Echo, &RxMeta::default(), payload, 64) {
+                    udp_reflector::reflect::Verdict::Reply(n) => n,
+                    udp_reflector::reflect::Verdict::NoReply(_) => 0,
+                };
+                batch.push(name, &mut payload[..n], Some(&pi), 1);
+            }
+            let full = batch.is_full();
+            batch.clear();
+            black_box(full)
+        })
+    });
+    g.finish();
+}
+
+fn record_latency_sample(c: &mut Criterion) {
+    let mut h = new_latency_histogram();
+    let mut g = c.benchmark_group("latency_record_sample");
+    g.throughput(Throughput::Elements(1));
+    let mut t = 1_000u64;
+    g.bench_function("hdr_ns_3_sigfig", |b| {
+        b.iter(|| {
+            t = t.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            record_latency(&mut h, 0, black_box(t % 1_000_000));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode_completion, build_reply_batch, record_latency_sample);
+criterion_main!(benches);

@@ -1,0 +1,335 @@
+//! The client side of `bench`: one connected UDP socket per flow, batched
+//! sends (`sendmmsg`, optionally of UDP GSO trains) and receives
+//! (`recvmmsg`), and `poll` over a flow group.
+//!
+//! Every call here is non-blocking (`MSG_DONTWAIT`), so a sender thread and a
+//! receiver thread can share one socket without either stalling the other,
+//! and every loop above stays bounded by its own clock.
+
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    time::Duration,
+};
+
+use super::{sockaddr, syscall};
+
+/// `SO_MEMINFO` from asm-generic/socket.h (x86, arm, riscv, powerpc, mips);
+/// libc does not export it. sparc numbers it 0x39.
+#[cfg(not(target_arch = "sparc64"))]
+const SO_MEMINFO: libc::c_int = 55;
+#[cfg(target_arch = "sparc64")]
+const SO_MEMINFO: libc::c_int = 0x39;
+/// Entries of the `SO_MEMINFO` array (`SK_MEMINFO_VARS` in linux/sock_diag.h).
+const SK_MEMINFO_VARS: usize = 9;
+
+/// A UDP socket connected to the target: the kernel picks the source address
+/// and a port of its own, so each flow is a distinct 4-tuple that
+/// SO_REUSEPORT on the server hashes independently. Being connected, it
+/// receives only datagrams from the target's address and port.
+#[derive(Debug)]
+pub struct FlowSocket {
+    fd: OwnedFd,
+}
+
+impl FlowSocket {
+    /// Opens a socket of `target`'s family and connects it to `target`.
+    pub fn connect(target: &SocketAddr) -> io::Result<FlowSocket> {
+        let family = match target {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
+        };
+        let raw = syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
+        // SAFETY: `raw` is a descriptor the kernel just returned to us, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let addr = sockaddr::to_raw(target);
+        // SAFETY: `addr` holds a valid sockaddr of `addr.len` bytes.
+        syscall!(connect(fd.as_raw_fd(), addr.as_ptr(), addr.len))?;
+        Ok(FlowSocket { fd })
+    }
+
+    /// The local address and port the kernel chose.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let ptr: *mut libc::sockaddr = (&mut storage as *mut libc::sockaddr_storage).cast();
+        // SAFETY: `ptr` points to `len` writable bytes; the kernel writes at most that.
+        syscall!(getsockname(self.fd.as_raw_fd(), ptr, &mut len))?;
+        // SAFETY: the kernel initialised the first `len` bytes (clamped to the storage).
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                ptr.cast::<u8>(),
+                (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>()),
+            )
+        };
+        sockaddr::from_bytes(bytes).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    }
+
+    /// Asks for a receive buffer of `bytes`; the kernel caps it at
+    /// `net.core.rmem_max` without saying so.
+    pub fn set_rcvbuf(&self, bytes: u32) -> io::Result<()> {
+        self.set_int(libc::SOL_SOCKET, libc::SO_RCVBUF, bytes.min(i32::MAX as u32) as i32)
+    }
+
+    /// Sets `UDP_SEGMENT`: from now on every send longer than `segment` bytes
+    /// leaves as a train of `segment`-byte datagrams (the last may be
+    /// shorter), segmented by the kernel or the NIC. 0 turns it off. The
+    /// socket option saves a control message per send; the kernel treats
+    /// both alike (`udp_sendmsg` starts from the socket's `gso_size`, which
+    /// a cmsg overrides). Needs Linux >= 4.18; ENOPROTOOPT before that.
+    pub fn set_gso_segment(&self, segment: u16) -> io::Result<()> {
+        self.set_int(libc::SOL_UDP, libc::UDP_SEGMENT, i32::from(segment))
+    }
+
+    /// Datagrams the kernel dropped at this socket since it was opened,
+    /// almost always because its receive queue was full
+    /// (`SO_MEMINFO[SK_MEMINFO_DROPS]`, the `drops` column of /proc/net/udp).
+    pub fn drops(&self) -> io::Result<u32> {
+        let mut info = [0u32; SK_MEMINFO_VARS];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: `info` is `len` writable bytes; the kernel writes at most `len`.
+        syscall!(getsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len
+        ))?;
+        Ok(info[libc::SK_MEMINFO_DROPS as usize])
+    }
+
+    fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        // SAFETY: `value` is a readable c_int and we pass its exact size.
+        syscall!(setsockopt(
+            self.fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t
+        ))?;
+        Ok(())
+    }
+}
+
+impl AsFd for FlowSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Reusable `sendmmsg` vectors for up to `capacity` messages.
+pub struct SendBatch {
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    pub fn new(capacity: usize) -> SendBatch {
+        let capacity = capacity.max(1);
+        SendBatch {
+            iov: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; capacity],
+            // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
+            hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; capacity],
+        }
+    }
+
+    /// Sends `buf` cut into messages of `msg_len` bytes (the last may be
+    /// shorter), at most the capacity given to [`SendBatch::new`], with one
+    /// `sendmmsg` that never blocks. With `UDP_SEGMENT` set each message is a
+    /// GSO train. Returns how many messages, from the first, the kernel
+    /// accepted: UDP copies them into the kernel before the call returns.
+    /// An error means none was sent.
+    pub fn send(&mut self, sock: &FlowSocket, buf: &[u8], msg_len: usize) -> io::Result<usize> {
+        if buf.is_empty() || msg_len == 0 {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for (chunk, (iov, hdr)) in
+            buf.chunks(msg_len).zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
+        {
+            *iov = libc::iovec { iov_base: chunk.as_ptr() as *mut libc::c_void, iov_len: chunk.len() };
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_len = 0;
+            n += 1;
+        }
+        // SAFETY: the first `n` headers each point to one iovec that points into
+        // `buf`, which outlives the call; the kernel only reads them (send path).
+        // Names and control are null/zero: the socket is connected.
+        let sent =
+            syscall!(sendmmsg(sock.fd.as_raw_fd(), self.hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT))?;
+        Ok(sent as usize)
+    }
+}
+
+/// Reusable `recvmmsg` vectors and `slots` buffers of `slot_len` bytes each.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    slot_len: usize,
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    filled: usize,
+}
+
+impl RecvBatch {
+    pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
+        let slots = slots.max(1);
+        let slot_len = slot_len.max(1);
+        RecvBatch {
+            buf: vec![0; slots * slot_len],
+            slot_len,
+            iov: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; slots],
+            // SAFETY: mmsghdr is plain data; all-zero is valid.
+            hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; slots],
+            filled: 0,
+        }
+    }
+
+    /// Reads up to `slots` datagrams without blocking. `Ok(0)` when none is
+    /// waiting. Errors are the socket's own (ECONNREFUSED after an ICMP port
+    /// unreachable from the target, for one).
+    pub fn recv(&mut self, sock: &FlowSocket) -> io::Result<usize> {
+        self.filled = 0;
+        let n = self.hdrs.len();
+        for (slot, (iov, hdr)) in
+            self.buf.chunks_mut(self.slot_len).zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
+        {
+            *iov = libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() };
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
+        }
+        // SAFETY: each of the `n` headers points to one iovec over its own
+        // `slot_len` bytes of `self.buf`, all live and exclusively borrowed for
+        // the call; no name, no control; a null timeout is allowed.
+        let res = syscall!(recvmmsg(
+            sock.fd.as_raw_fd(),
+            self.hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut()
+        ));
+        match res {
+            Ok(got) => {
+                self.filled = got as usize;
+                Ok(self.filled)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Datagram `i` of the last [`RecvBatch::recv`]: its bytes, and whether
+    /// the kernel cut it to fit the slot (`MSG_TRUNC`).
+    pub fn datagram(&self, i: usize) -> (&[u8], bool) {
+        if i >= self.filled {
+            return (&[], false);
+        }
+        let h = &self.hdrs[i];
+        let len = (h.msg_len as usize).min(self.slot_len);
+        let start = i * self.slot_len;
+        (&self.buf[start..start + len], h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0)
+    }
+}
+
+/// `poll` over a fixed set of sockets, waiting for datagrams to read.
+pub struct PollSet {
+    fds: Vec<libc::pollfd>,
+}
+
+impl PollSet {
+    pub fn new<'a>(socks: impl IntoIterator<Item = &'a FlowSocket>) -> PollSet {
+        PollSet {
+            fds: socks
+                .into_iter()
+                .map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+                .collect(),
+        }
+    }
+
+    /// Waits up to `timeout` (rounded up to whole milliseconds) for any socket
+    /// to become readable or report an error. Returns how many are ready; an
+    /// interrupted wait counts as none ready.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<usize> {
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: `fds` is a valid array of `len` pollfd entries the kernel may write.
+        match syscall!(poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, ms)) {
+            Ok(n) => Ok(n as usize),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.fds.iter_mut().for_each(|p| p.revents = 0);
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether socket `i` had something to read (or an error to collect) at the last wait.
+    pub fn ready(&self, i: usize) -> bool {
+        self.fds[i].revents != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_over_loopback() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = FlowSocket::connect(&server.local_addr().unwrap()).unwrap();
+        let local = sock.local_addr().unwrap();
+        assert!(local.ip().is_loopback() && local.port() != 0);
+
+        let buf: Vec<u8> = (0..30u8).collect();
+        let sent = SendBatch::new(8).send(&sock, &buf, 10).unwrap();
+        assert_eq!(sent, 3);
+        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 64];
+        for i in 0..3u8 {
+            let (n, from) = server.recv_from(&mut b).unwrap();
+            assert_eq!((n, from), (10, local));
+            assert_eq!(b[0], i * 10);
+            server.send_to(&b[..n], from).unwrap();
+        }
+
+        let mut polls = PollSet::new([&sock]);
+        let mut rx = RecvBatch::new(4, 8);
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while got.len() < 3 && std::time::Instant::now() < deadline {
+            polls.wait(Duration::from_millis(100)).unwrap();
+            let n = rx.recv(&sock).unwrap();
+            for i in 0..n {
+                let (d, truncated) = rx.datagram(i);
+                got.push((d.to_vec(), truncated));
+            }
+        }
+        assert_eq!(got.len(), 3);
+        // 10-byte datagrams into 8-byte slots: cut, and flagged as cut.
+        assert!(got.iter().all(|(d, t)| d.len() == 8 && *t));
+        assert_eq!(got[2].0[0], 20);
+        assert_eq!(rx.recv(&sock).unwrap(), 0, "nothing left: no blocking, no error");
+        assert_eq!(sock.drops().unwrap(), 0);
+    }
+
+    #[test]
+    fn gso_trains_arrive_as_separate_datagrams() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = FlowSocket::connect(&server.local_addr().unwrap()).unwrap();
+        if let Err(e) = sock.set_gso_segment(100) {
+            eprintln!("skipped: UDP_SEGMENT refused by this kernel ({e})");
+            return;
+        }
+        let buf = vec![7u8; 250];
+        assert_eq!(SendBatch::new(4).send(&sock, &buf, 250).unwrap(), 1);
+        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 512];
+        let lens: Vec<usize> = (0..3).map(|_| server.recv(&mut b).unwrap()).collect();
+        assert_eq!(lens, [100, 100, 50]);
+    }
+}
