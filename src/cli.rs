@@ -82,8 +82,9 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub max_datagram: u32,
 
-    /// Receive buffers per worker (provided buffer ring entries, or recvmmsg
-    /// slots per socket for mmsg); a power of two.
+    /// Receive buffers per worker for the uring backend (entries of its
+    /// provided buffer ring, shared by the worker's sockets); a power of two.
+    /// The mmsg backend uses --batch slots per socket.
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = parse_ring_entries)]
     pub buffers: u16,

@@ -83,9 +83,12 @@ fn service(engine: &mut Engine, sock: usize, slots: &mut Slots) -> io::Result<us
             let h = &m.msg_hdr;
             let payload = payloads.next().expect("one payload slot per message");
             let wire_len = m.msg_len as usize;
+            // msg_controllen is size_t on glibc and socklen_t on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let control_len = (h.msg_controllen as usize).min(RX_CONTROL_LEN);
             let rx = Received {
                 name: &mut name[..(h.msg_namelen as usize).min(NAME_LEN)],
-                control: &ctl[..(h.msg_controllen as usize).min(RX_CONTROL_LEN)],
+                control: &ctl[..control_len],
                 len: wire_len.min(payload.len()),
                 payload,
                 wire_len,
