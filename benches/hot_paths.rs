@@ -24,8 +24,18 @@ fn typical_control() -> Vec<u8> {
         out[start + hdr..start + hdr + data.len()].copy_from_slice(data);
     }
     let mut v = Vec::new();
-    put(&mut v, libc::IPPROTO_IP, libc::IP_PKTINFO, &[0, 0, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
-    put(&mut v, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &3u32.to_ne_bytes());
+    put(
+        &mut v,
+        libc::IPPROTO_IP,
+        libc::IP_PKTINFO,
+        &[0, 0, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1],
+    );
+    put(
+        &mut v,
+        libc::SOL_SOCKET,
+        libc::SO_RXQ_OVFL,
+        &3u32.to_ne_bytes(),
+    );
     let mut ts = 1_700_000_000i64.to_ne_bytes().to_vec();
     ts.extend_from_slice(&123_456_789i64.to_ne_bytes());
     put(&mut v, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts);
@@ -44,7 +54,9 @@ fn build_reply_batch(c: &mut Criterion) {
     const BATCH: usize = 64;
     let mut names = vec![[0u8; 16]; BATCH];
     let mut payloads = vec![[0u8; 64]; BATCH];
-    let pi = PktInfo::V4 { spec_dst: [127, 0, 0, 1] };
+    let pi = PktInfo::V4 {
+        spec_dst: [127, 0, 0, 1],
+    };
     let mut batch = TxBatch::new(BATCH);
     let mut g = c.benchmark_group("reply_batch_build_batch_64_size_64");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -72,12 +84,19 @@ fn record_latency_sample(c: &mut Criterion) {
     let mut t = 1_000u64;
     g.bench_function("hdr_ns_3_sigfig", |b| {
         b.iter(|| {
-            t = t.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            t = t
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             record_latency(&mut h, 0, black_box(t % 1_000_000));
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, decode_completion, build_reply_batch, record_latency_sample);
+criterion_group!(
+    benches,
+    decode_completion,
+    build_reply_batch,
+    record_latency_sample
+);
 criterion_main!(benches);

@@ -28,9 +28,21 @@ fn start(backend: Backend, batch: usize) -> (Worker, Arc<AtomicBool>, SocketAddr
     let fd = socket::open_listener(&addr, &ListenOptions::default()).expect("bind loopback");
     let bound = socket::local_addr(fd.as_raw_fd()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let cfg = IoConfig { batch, max_datagram: 2048, buffers: 1024 };
+    let cfg = IoConfig {
+        batch,
+        max_datagram: 2048,
+        buffers: 1024,
+    };
     let cpu = udp_reflector::sys::affinity::allowed_cpus().unwrap()[0];
-    let w = Worker::spawn(0, cpu, vec![Socket::new(fd, Mode::Echo)], backend, cfg, Arc::clone(&stop)).unwrap();
+    let w = Worker::spawn(
+        0,
+        cpu,
+        vec![Socket::new(fd, Mode::Echo)],
+        backend,
+        cfg,
+        Arc::clone(&stop),
+    )
+    .unwrap();
     (w, stop, bound)
 }
 
@@ -45,7 +57,9 @@ fn loopback(c: &mut Criterion) {
             let (worker, stop, target) = start(backend, batch);
             let client = UdpSocket::bind("127.0.0.1:0").unwrap();
             client.connect(target).unwrap();
-            client.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
             let payload = [0x5au8; 64];
             let mut buf = [0u8; 2048];
             let name = format!("loopback_{}_batch_{batch}_size_64", backend.name());
@@ -60,7 +74,12 @@ fn loopback(c: &mut Criterion) {
                     while got < BURST && client.recv(&mut buf).is_ok() {
                         got += 1;
                     }
-                    assert_eq!(got, BURST, "replies lost on loopback: {}", client.as_raw_fd());
+                    assert_eq!(
+                        got,
+                        BURST,
+                        "replies lost on loopback: {}",
+                        client.as_raw_fd()
+                    );
                 })
             });
             g.finish();

@@ -16,7 +16,11 @@ use crate::{reflect::Mode, Error};
 /// (RFC 862 echo by default) from the address it was sent to, and every
 /// datagram is counted as reflected or dropped, with the reason.
 #[derive(Debug, Parser)]
-#[command(name = "udp-reflector", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "udp-reflector",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -184,7 +188,11 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
         while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
             i += 1;
         }
-        out.push(if sorted[i] == start { start.to_string() } else { format!("{start}-{}", sorted[i]) });
+        out.push(if sorted[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", sorted[i])
+        });
         i += 1;
     }
     out.join(",")
@@ -198,7 +206,9 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !(0.0..=1e9).contains(&v) {
         return Err(format!("'{s}' must be between 0 and 1e9 seconds"));
     }
@@ -243,7 +253,10 @@ impl ServeArgs {
         let cpus = match (&self.cpus, self.workers) {
             (Some(CpuList(list)), _) => {
                 if list.is_empty() {
-                    return Err(Error::Invalid { flag: "--cpus", reason: "empty list".into() });
+                    return Err(Error::Invalid {
+                        flag: "--cpus",
+                        reason: "empty list".into(),
+                    });
                 }
                 if let Some(&cpu) = list.iter().find(|c| !allowed.contains(c)) {
                     return Err(Error::Cpu { cpu, allowed });
@@ -251,7 +264,10 @@ impl ServeArgs {
                 list.clone()
             }
             (None, Some(0)) => {
-                return Err(Error::Invalid { flag: "--workers", reason: "must be at least 1".into() })
+                return Err(Error::Invalid {
+                    flag: "--workers",
+                    reason: "must be at least 1".into(),
+                })
             }
             (None, Some(n)) if n > allowed.len() => {
                 return Err(Error::Invalid {
@@ -269,13 +285,22 @@ impl ServeArgs {
         let listeners: Vec<Listener> = if self.listen.is_empty() {
             let port = self.mode.default_port();
             vec![
-                Listener { addr: SocketAddr::from(([0, 0, 0, 0], port)), mode: self.mode },
-                Listener { addr: SocketAddr::from(([0u16; 8], port)), mode: self.mode },
+                Listener {
+                    addr: SocketAddr::from(([0, 0, 0, 0], port)),
+                    mode: self.mode,
+                },
+                Listener {
+                    addr: SocketAddr::from(([0u16; 8], port)),
+                    mode: self.mode,
+                },
             ]
         } else {
             self.listen
                 .iter()
-                .map(|l| Listener { addr: l.addr, mode: l.mode.unwrap_or(self.mode) })
+                .map(|l| Listener {
+                    addr: l.addr,
+                    mode: l.mode.unwrap_or(self.mode),
+                })
                 .collect()
         };
         for (i, l) in listeners.iter().enumerate() {
@@ -287,7 +312,10 @@ impl ServeArgs {
             }
         }
         if listeners.len() > 64 {
-            return Err(Error::Invalid { flag: "--listen", reason: "at most 64 listeners".into() });
+            return Err(Error::Invalid {
+                flag: "--listen",
+                reason: "at most 64 listeners".into(),
+            });
         }
         let stats_interval = match self.stats_interval {
             Some(d) if d.is_zero() => None,
@@ -329,7 +357,13 @@ mod tests {
         let l: ListenSpec = "[::1]:862,mode=stamp".parse().unwrap();
         assert_eq!(l.addr, "[::1]:862".parse().unwrap());
         assert_eq!(l.mode, Some(Mode::Stamp));
-        assert!("127.0.0.1:7,mode=nope".parse::<ListenSpec>().unwrap_err().contains("nope"));
-        assert!("127.0.0.1".parse::<ListenSpec>().unwrap_err().contains("ADDR:PORT"));
+        assert!("127.0.0.1:7,mode=nope"
+            .parse::<ListenSpec>()
+            .unwrap_err()
+            .contains("nope"));
+        assert!("127.0.0.1"
+            .parse::<ListenSpec>()
+            .unwrap_err()
+            .contains("ADDR:PORT"));
     }
 }

@@ -21,7 +21,10 @@ pub enum Error {
     /// A flag value that parsed but cannot be honoured.
     Invalid { flag: &'static str, reason: String },
     /// Any other system call failure, with what we were doing.
-    Io { context: &'static str, source: io::Error },
+    Io {
+        context: &'static str,
+        source: io::Error,
+    },
 }
 
 impl Error {

@@ -24,7 +24,11 @@ pub struct Reporter {
 }
 
 fn counters_map(c: &Counters) -> Map<String, Value> {
-    Counters::names().iter().zip(c.to_array()).map(|(n, v)| (n.to_string(), json!(v))).collect()
+    Counters::names()
+        .iter()
+        .zip(c.to_array())
+        .map(|(n, v)| (n.to_string(), json!(v)))
+        .collect()
 }
 
 fn latency_value(l: &LatencySummary) -> Value {
@@ -37,7 +41,9 @@ fn counters_text(c: &Counters, only_moved: bool) -> String {
     Counters::names()
         .iter()
         .zip(c.to_array())
-        .filter(|(n, v)| *v != 0 || (always.contains(n)) || (!only_moved && !n.starts_with("no_reply_")))
+        .filter(|(n, v)| {
+            *v != 0 || (always.contains(n)) || (!only_moved && !n.starts_with("no_reply_"))
+        })
         .map(|(n, v)| format!("{n}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
@@ -58,19 +64,29 @@ impl Reporter {
     }
 
     /// The sockets are bound: say where (ports resolved) and how.
-    pub fn listening(&self, listeners: &[(SocketAddr, Mode)], backend: &str, cpus: &[usize], rcvbuf: Option<u32>) {
+    pub fn listening(
+        &self,
+        listeners: &[(SocketAddr, Mode)],
+        backend: &str,
+        cpus: &[usize],
+        rcvbuf: Option<u32>,
+    ) {
         if self.json {
             let addrs: Vec<String> = listeners.iter().map(|(a, _)| a.to_string()).collect();
-            let modes: Vec<String> =
-                listeners.iter().map(|(_, m)| format!("{m:?}").to_lowercase()).collect();
+            let modes: Vec<String> = listeners
+                .iter()
+                .map(|(_, m)| format!("{m:?}").to_lowercase())
+                .collect();
             self.emit(
                 json!({"event": "listening", "addrs": addrs, "modes": modes, "backend": backend,
                        "cpus": cpus, "rcvbuf_granted": rcvbuf})
                 .to_string(),
             );
         } else {
-            let l: Vec<String> =
-                listeners.iter().map(|(a, m)| format!("{a} ({})", format!("{m:?}").to_lowercase())).collect();
+            let l: Vec<String> = listeners
+                .iter()
+                .map(|(a, m)| format!("{a} ({})", format!("{m:?}").to_lowercase()))
+                .collect();
             let rcv = rcvbuf.map_or(String::new(), |b| format!(", SO_RCVBUF granted {b} bytes"));
             self.emit(format!(
                 "udp-reflector: listening on {} with {} worker(s) on cpus {}, backend {backend}{rcv}",
@@ -121,7 +137,10 @@ impl Reporter {
                     let mut m = counters_map(&w.counters);
                     m.insert("worker".into(), json!(w.worker));
                     m.insert("cpu".into(), json!(w.cpu));
-                    m.insert("latency_us".into(), latency_value(&LatencySummary::of(&w.latency)));
+                    m.insert(
+                        "latency_us".into(),
+                        latency_value(&LatencySummary::of(&w.latency)),
+                    );
                     Value::Object(m)
                 })
                 .collect();
@@ -139,8 +158,16 @@ impl Reporter {
             lines.push(format!("  total:  {}", counters_text(&total, false)));
             lines.push(format!("          {}", latency_text(&total_lat)));
             for w in workers {
-                lines.push(format!("  worker {} (cpu {}): {}", w.worker, w.cpu, counters_text(&w.counters, false)));
-                lines.push(format!("          {}", latency_text(&LatencySummary::of(&w.latency))));
+                lines.push(format!(
+                    "  worker {} (cpu {}): {}",
+                    w.worker,
+                    w.cpu,
+                    counters_text(&w.counters, false)
+                ));
+                lines.push(format!(
+                    "          {}",
+                    latency_text(&LatencySummary::of(&w.latency))
+                ));
             }
             self.emit(lines.join("\n"));
         }

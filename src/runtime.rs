@@ -26,7 +26,9 @@ use crate::{
 pub fn choose_backend(choice: BackendChoice) -> Result<Backend, Error> {
     match choice {
         BackendChoice::Mmsg => Ok(Backend::Mmsg),
-        BackendChoice::Uring => crate::io::uring::probe().map(|()| Backend::Uring).map_err(Error::UringUnavailable),
+        BackendChoice::Uring => crate::io::uring::probe()
+            .map(|()| Backend::Uring)
+            .map_err(Error::UringUnavailable),
         BackendChoice::Auto => match crate::io::uring::probe() {
             Ok(()) => Ok(Backend::Uring),
             Err(e) => {
@@ -55,7 +57,10 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     for _ in &cfg.cpus {
         let mut socks = Vec::with_capacity(resolved.len());
         for (addr, mode) in &resolved {
-            let opts = socket::ListenOptions { rcvbuf: cfg.rcvbuf, recv_ttl: mode.wants_ttl() };
+            let opts = socket::ListenOptions {
+                rcvbuf: cfg.rcvbuf,
+                recv_ttl: mode.wants_ttl(),
+            };
             socks.push(Socket::new(socket::open_listener(addr, &opts)?, *mode));
         }
         per_worker.push(socks);
@@ -72,7 +77,11 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     reporter.listening(&resolved, backend.name(), &cfg.cpus, granted);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let io_cfg = IoConfig { batch: cfg.batch, max_datagram: cfg.max_datagram, buffers: cfg.buffers };
+    let io_cfg = IoConfig {
+        batch: cfg.batch,
+        max_datagram: cfg.max_datagram,
+        buffers: cfg.buffers,
+    };
     let mut workers = Vec::with_capacity(cfg.cpus.len());
     for (id, (&cpu, socks)) in cfg.cpus.iter().zip(per_worker).enumerate() {
         match Worker::spawn(id, cpu, socks, backend, io_cfg, Arc::clone(&stop)) {
@@ -121,7 +130,12 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     for w in workers {
         let (id, cpu) = (w.id, w.cpu);
         match w.join() {
-            Ok(r) => figures.push(WorkerFigures { worker: id, cpu, counters: r.counters, latency: r.latency }),
+            Ok(r) => figures.push(WorkerFigures {
+                worker: id,
+                cpu,
+                counters: r.counters,
+                latency: r.latency,
+            }),
             Err(e) => {
                 eprintln!("udp-reflector: worker {id} (cpu {cpu}) failed: {e}");
                 first_error.get_or_insert(e);

@@ -133,7 +133,9 @@ impl SharedCounters {
     }
 
     pub fn snapshot(&self) -> Counters {
-        Counters::from_array(std::array::from_fn(|i| self.slots[i].load(Ordering::Relaxed)))
+        Counters::from_array(std::array::from_fn(|i| {
+            self.slots[i].load(Ordering::Relaxed)
+        }))
     }
 }
 
@@ -182,17 +184,28 @@ mod tests {
 
     #[test]
     fn counters_round_trip_through_arrays_and_shared_slots() {
-        let mut c = Counters { rx_packets: 7, tx_packets: 3, truncated: 2, ..Default::default() };
+        let mut c = Counters {
+            rx_packets: 7,
+            tx_packets: 3,
+            truncated: 2,
+            ..Default::default()
+        };
         c.count_no_reply(NoReply::Warmup);
         c.count_no_reply(NoReply::Warmup);
         let shared = SharedCounters::default();
         shared.publish(&c);
         assert_eq!(shared.snapshot(), c);
         assert_eq!(c.outcomes(), 7);
-        let later = Counters { rx_packets: 10, ..c };
+        let later = Counters {
+            rx_packets: 10,
+            ..c
+        };
         assert_eq!(later.since(&c).rx_packets, 3);
         assert_eq!(later.since(&c).no_reply[NoReply::Warmup as usize], 0);
-        assert_eq!(Counters::names()[9 + NoReply::Warmup as usize], "no_reply_warmup");
+        assert_eq!(
+            Counters::names()[9 + NoReply::Warmup as usize],
+            "no_reply_warmup"
+        );
     }
 
     #[test]

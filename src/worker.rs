@@ -63,15 +63,25 @@ impl Worker {
     ) -> io::Result<Worker> {
         let shared = Arc::new(SharedCounters::default());
         let published = Arc::clone(&shared);
-        let handle = std::thread::Builder::new().name(format!("reflector-{id}")).spawn(move || {
-            affinity::pin_current_thread(cpu)?;
-            // The ring is created here, on the thread that uses it
-            // (SINGLE_ISSUER rings fail every submit from another thread).
-            let mut engine = Engine::new(sockets, cfg.batch, published, stop);
-            (backend.run_fn())(&mut engine, &cfg)?;
-            Ok(WorkerResult { counters: engine.counters, latency: engine.latency })
-        })?;
-        Ok(Worker { id, cpu, shared, handle })
+        let handle = std::thread::Builder::new()
+            .name(format!("reflector-{id}"))
+            .spawn(move || {
+                affinity::pin_current_thread(cpu)?;
+                // The ring is created here, on the thread that uses it
+                // (SINGLE_ISSUER rings fail every submit from another thread).
+                let mut engine = Engine::new(sockets, cfg.batch, published, stop);
+                (backend.run_fn())(&mut engine, &cfg)?;
+                Ok(WorkerResult {
+                    counters: engine.counters,
+                    latency: engine.latency,
+                })
+            })?;
+        Ok(Worker {
+            id,
+            cpu,
+            shared,
+            handle,
+        })
     }
 
     pub fn is_finished(&self) -> bool {
@@ -80,6 +90,8 @@ impl Worker {
 
     /// Waits for the worker to end.
     pub fn join(self) -> io::Result<WorkerResult> {
-        self.handle.join().unwrap_or_else(|_| Err(io::Error::other("worker thread panicked")))
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("worker thread panicked")))
     }
 }

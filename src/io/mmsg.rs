@@ -38,7 +38,13 @@ impl Slots {
             payload: vec![0; batch * stride],
             names: vec![[0; NAME_LEN]; batch],
             control: vec![[0; RX_CONTROL_LEN]; batch],
-            iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; batch],
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                batch
+            ],
             msgs: vec![zeroed; batch],
             stride,
         }
@@ -77,7 +83,14 @@ fn service(engine: &mut Engine, sock: usize, slots: &mut Slots) -> io::Result<us
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) => 0,
             Err(e) => return Err(e),
         };
-        let Slots { payload, names, control, msgs, stride, .. } = slots;
+        let Slots {
+            payload,
+            names,
+            control,
+            msgs,
+            stride,
+            ..
+        } = slots;
         let mut payloads = payload.chunks_mut(*stride);
         for ((m, name), ctl) in msgs[..n].iter().zip(names.iter_mut()).zip(control.iter()) {
             let h = &m.msg_hdr;
@@ -107,12 +120,19 @@ fn service(engine: &mut Engine, sock: usize, slots: &mut Slots) -> io::Result<us
 
 /// Runs the worker's receive loop until the engine says stop, then drains.
 pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
-    let mut slots: Vec<Slots> =
-        engine.sockets.iter().map(|_| Slots::new(cfg.batch, cfg.max_datagram)).collect();
+    let mut slots: Vec<Slots> = engine
+        .sockets
+        .iter()
+        .map(|_| Slots::new(cfg.batch, cfg.max_datagram))
+        .collect();
     let mut pollfds: Vec<libc::pollfd> = engine
         .sockets
         .iter()
-        .map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .map(|s| libc::pollfd {
+            fd: s.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     loop {
         if engine.should_stop() {

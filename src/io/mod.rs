@@ -48,7 +48,11 @@ pub struct Socket {
 
 impl Socket {
     pub fn new(fd: OwnedFd, mode: Mode) -> Self {
-        Socket { fd, mode, ovfl_seen: 0 }
+        Socket {
+            fd,
+            mode,
+            ovfl_seen: 0,
+        }
     }
 }
 
@@ -79,7 +83,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(sockets: Vec<Socket>, batch: usize, shared: Arc<SharedCounters>, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        sockets: Vec<Socket>,
+        batch: usize,
+        shared: Arc<SharedCounters>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
         let tx = sockets.iter().map(|_| tx::TxBatch::new(batch)).collect();
         Engine {
             sockets,
@@ -114,7 +123,10 @@ impl Engine {
             c.truncated += 1;
             return false;
         }
-        let meta = RxMeta { rx_time_ns: control.rx_time_ns, ttl: control.ttl };
+        let meta = RxMeta {
+            rx_time_ns: control.rx_time_ns,
+            ttl: control.ttl,
+        };
         match reflect::reflect(s.mode, &meta, rx.payload, rx.len) {
             Verdict::NoReply(reason) => {
                 c.count_no_reply(reason);
@@ -124,7 +136,12 @@ impl Engine {
                 let batch = &mut self.tx[sock];
                 let cap = rx.payload.len();
                 let reply = &mut rx.payload[..n.min(cap)];
-                batch.push(rx.name, reply, control.pktinfo.as_ref(), control.rx_time_ns.unwrap_or(0));
+                batch.push(
+                    rx.name,
+                    reply,
+                    control.pktinfo.as_ref(),
+                    control.rx_time_ns.unwrap_or(0),
+                );
                 batch.is_full()
             }
         }
@@ -162,9 +179,15 @@ pub type RunFn = fn(&mut Engine, &IoConfig) -> io::Result<()>;
 /// every one of them).
 pub fn warn_tx_error(e: &io::Error) {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let last = LAST.load(Ordering::Relaxed);
-    if now >= last + 60 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+    if now >= last + 60
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
         eprintln!("udp-reflector: sendmmsg failed: {e} (counted in tx_errors; further errors are counted silently for a minute)");
     }
 }

@@ -35,7 +35,13 @@ impl TxBatch {
         let zeroed_msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
         TxBatch {
             msgs: vec![zeroed_msg; capacity],
-            iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; capacity],
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                capacity
+            ],
             control: vec![[0; TX_CONTROL_LEN]; capacity],
             rx_ns: vec![0; capacity],
             len: 0,
@@ -59,10 +65,19 @@ impl TxBatch {
     /// (0 when unknown). The memory behind both slices must stay untouched
     /// until the next `flush`.
     #[inline]
-    pub fn push(&mut self, name: &mut [u8], payload: &mut [u8], pktinfo: Option<&PktInfo>, rx_ns: u64) {
+    pub fn push(
+        &mut self,
+        name: &mut [u8],
+        payload: &mut [u8],
+        pktinfo: Option<&PktInfo>,
+        rx_ns: u64,
+    ) {
         debug_assert!(!self.is_full());
         let i = self.len;
-        self.iovs[i] = libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: payload.len() };
+        self.iovs[i] = libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        };
         let controllen = match pktinfo {
             Some(pi) => cmsg::encode_reply_pktinfo(pi, &mut self.control[i]),
             None => 0,
@@ -72,7 +87,11 @@ impl TxBatch {
         hdr.msg_namelen = name.len() as libc::socklen_t;
         hdr.msg_iov = &mut self.iovs[i];
         hdr.msg_iovlen = 1;
-        hdr.msg_control = if controllen == 0 { std::ptr::null_mut() } else { self.control[i].as_mut_ptr().cast() };
+        hdr.msg_control = if controllen == 0 {
+            std::ptr::null_mut()
+        } else {
+            self.control[i].as_mut_ptr().cast()
+        };
         hdr.msg_controllen = controllen as _;
         hdr.msg_flags = 0;
         self.rx_ns[i] = rx_ns;

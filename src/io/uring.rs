@@ -60,7 +60,9 @@ pub fn buffer_size(max_datagram: usize) -> usize {
 pub fn build_ring(sq_entries: u32, cq_entries: u32) -> io::Result<IoUring> {
     let attempts: [fn(&mut io_uring::Builder); 3] = [
         |b| {
-            b.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun();
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_coop_taskrun();
         },
         |b| {
             b.setup_coop_taskrun();
@@ -98,19 +100,32 @@ pub fn probe() -> io::Result<()> {
     let msghdr = recv_template();
     let mut ring = build_ring(4, 8)?;
     // SAFETY: `bufs` outlives the ring (declared before it, dropped after).
-    unsafe { ring.submitter().register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)? };
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)?
+    };
     let sqe = opcode::RecvMsgMulti::new(types::Fd(rx_fd.as_raw_fd()), &*msghdr, BGID).build();
     // SAFETY: `msghdr` and the buffers outlive the request (the ring is dropped first).
-    unsafe { ring.submission().push(&sqe).map_err(|_| io::Error::from_raw_os_error(libc::EBUSY))? };
+    unsafe {
+        ring.submission()
+            .push(&sqe)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY))?
+    };
     ring.submit()?;
     socket::send_byte(&tx_fd)?;
     let ts = types::Timespec::from(Duration::from_secs(1));
-    match ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&ts)) {
+    match ring
+        .submitter()
+        .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+    {
         Ok(_) => {}
         Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {}
         Err(e) => return Err(e),
     }
-    let cqe = ring.completion().next().ok_or_else(|| io::Error::from_raw_os_error(libc::ETIME))?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ETIME))?;
     if cqe.result() < 0 {
         return Err(io::Error::from_raw_os_error(-cqe.result()));
     }
@@ -128,7 +143,10 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
     let cq_entries = (u32::from(cfg.buffers) * 2).max(256);
     let mut ring = build_ring(64, cq_entries)?;
     // SAFETY: `bufs` stays mapped until after the ring is dropped (see above).
-    unsafe { ring.submitter().register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)? };
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)?
+    };
 
     let nsock = engine.sockets.len();
     let mut armed = vec![false; nsock];
@@ -154,10 +172,18 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                 *is_armed = true;
             }
         }
-        let args = types::SubmitArgs::new().timespec(if drain_started.is_some() { &drain_ts } else { &ts });
+        let args = types::SubmitArgs::new().timespec(if drain_started.is_some() {
+            &drain_ts
+        } else {
+            &ts
+        });
         match ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                ) => {}
             Err(e) => return Err(e),
         }
 
@@ -182,11 +208,14 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                 }
                 continue;
             }
-            let Some(bid) = cqueue::buffer_select(flags) else { continue };
+            let Some(bid) = cqueue::buffer_select(flags) else {
+                continue;
+            };
             errors_in_a_row = 0;
             pending.push(bid);
             let buf = bufs.buf_mut(bid, buf_size);
-            let Ok(out) = types::RecvMsgOut::parse(&buf[..(res as usize).min(buf_size)], &msghdr) else {
+            let Ok(out) = types::RecvMsgOut::parse(&buf[..(res as usize).min(buf_size)], &msghdr)
+            else {
                 continue; // the kernel wrote less than its own header: cannot happen
             };
             let name_len = out.name_data().len();

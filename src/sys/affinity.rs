@@ -6,7 +6,11 @@ use std::io;
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data; all-zero is a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    super::syscall!(sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set))?;
+    super::syscall!(sched_getaffinity(
+        0,
+        std::mem::size_of::<libc::cpu_set_t>(),
+        &mut set
+    ))?;
     Ok((0..libc::CPU_SETSIZE as usize)
         // SAFETY: `set` is initialised and i < CPU_SETSIZE.
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })

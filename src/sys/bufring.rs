@@ -37,7 +37,10 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"), len })
+        Ok(Mapping {
+            ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
+            len,
+        })
     }
 }
 
@@ -65,10 +68,19 @@ impl BufRing {
     /// Maps the ring and the buffers and hands every buffer to the ring.
     /// `entries` must be a power of two (checked by the CLI; asserted here).
     pub fn new(entries: u16, buf_size: usize) -> io::Result<Self> {
-        assert!(entries.is_power_of_two(), "buffer ring entries must be a power of two");
+        assert!(
+            entries.is_power_of_two(),
+            "buffer ring entries must be a power of two"
+        );
         let ring = Mapping::new(entries as usize * std::mem::size_of::<BufRingEntry>())?;
         let bufs = Mapping::new(entries as usize * buf_size)?;
-        let mut r = BufRing { ring, bufs, entries, buf_size, tail: 0 };
+        let mut r = BufRing {
+            ring,
+            bufs,
+            entries,
+            buf_size,
+            tail: 0,
+        };
         for bid in 0..entries {
             r.recycle(bid);
         }
@@ -95,12 +107,18 @@ impl BufRing {
     /// Panics if `bid` or `len` is out of range: the kernel never reports
     /// those, so that would be a bug here, not bad input.
     pub fn buf_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        assert!(bid < self.entries && len <= self.buf_size, "buffer {bid}/{len} out of range");
+        assert!(
+            bid < self.entries && len <= self.buf_size,
+            "buffer {bid}/{len} out of range"
+        );
         // SAFETY: bounds checked above; the buffer belongs to us (not the
         // kernel) between its completion and its recycling, and `&mut self`
         // prevents a second live slice from this API.
         unsafe {
-            std::slice::from_raw_parts_mut(self.bufs.ptr.as_ptr().add(bid as usize * self.buf_size), len)
+            std::slice::from_raw_parts_mut(
+                self.bufs.ptr.as_ptr().add(bid as usize * self.buf_size),
+                len,
+            )
         }
     }
 
@@ -126,7 +144,8 @@ impl BufRing {
         // SAFETY: the ring base is a valid, 8-aligned mapping of at least one
         // entry; the tail is the u16 at offset 14 of entry 0, which the kernel
         // reads atomically.
-        let tail = unsafe { &*BufRingEntry::tail(self.ring.ptr.as_ptr().cast()).cast::<AtomicU16>() };
+        let tail =
+            unsafe { &*BufRingEntry::tail(self.ring.ptr.as_ptr().cast()).cast::<AtomicU16>() };
         tail.store(self.tail, Ordering::Release);
     }
 }

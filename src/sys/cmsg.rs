@@ -71,7 +71,9 @@ pub fn decode(control: &[u8]) -> RxControl {
         match (level, kind) {
             (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= 12 => {
                 // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
-                out.pktinfo = Some(PktInfo::V4 { spec_dst: data[4..8].try_into().expect("4 bytes") });
+                out.pktinfo = Some(PktInfo::V4 {
+                    spec_dst: data[4..8].try_into().expect("4 bytes"),
+                });
             }
             (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if data.len() >= 20 => {
                 // struct in6_pktinfo { in6_addr ipi6_addr; unsigned ipi6_ifindex; }
@@ -84,7 +86,8 @@ pub fn decode(control: &[u8]) -> RxControl {
                 out.rxq_ovfl = read_i32(data).map(|v| v as u32);
             }
             (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
-                if let (Some(sec), Some(nsec)) = (read_i64(data), data.get(8..).and_then(read_i64)) {
+                if let (Some(sec), Some(nsec)) = (read_i64(data), data.get(8..).and_then(read_i64))
+                {
                     out.rx_time_ns = Some(super::clock::timespec_ns(sec, nsec));
                 }
             }
@@ -159,11 +162,20 @@ mod tests {
         let mut ts = 5i64.to_ne_bytes().to_vec();
         ts.extend_from_slice(&7i64.to_ne_bytes());
         let mut buf = cmsg(libc::IPPROTO_IP, libc::IP_PKTINFO, &pk);
-        buf.extend(cmsg(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &9u32.to_ne_bytes()));
+        buf.extend(cmsg(
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            &9u32.to_ne_bytes(),
+        ));
         buf.extend(cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts));
         buf.extend(cmsg(libc::IPPROTO_IP, libc::IP_TTL, &64i32.to_ne_bytes()));
         let rx = decode(&buf);
-        assert_eq!(rx.pktinfo, Some(PktInfo::V4 { spec_dst: [127, 0, 0, 2] }));
+        assert_eq!(
+            rx.pktinfo,
+            Some(PktInfo::V4 {
+                spec_dst: [127, 0, 0, 2]
+            })
+        );
         assert_eq!(rx.rxq_ovfl, Some(9));
         assert_eq!(rx.rx_time_ns, Some(5_000_000_007));
         assert_eq!(rx.ttl, Some(64));
@@ -181,14 +193,25 @@ mod tests {
     #[test]
     fn reply_pktinfo_keeps_interface_only_where_the_kernel_needs_it() {
         let mut out = [0u8; TX_CONTROL_LEN];
-        let addr = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let addr = "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         let n = encode_reply_pktinfo(&PktInfo::V6 { addr, ifindex: 4 }, &mut out);
         assert_eq!(n, TX_CONTROL_LEN);
-        assert_eq!(decode(&out[..n]).pktinfo, Some(PktInfo::V6 { addr, ifindex: 0 }));
-        let ll = PktInfo::V6 { addr: "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets(), ifindex: 4 };
+        assert_eq!(
+            decode(&out[..n]).pktinfo,
+            Some(PktInfo::V6 { addr, ifindex: 0 })
+        );
+        let ll = PktInfo::V6 {
+            addr: "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            ifindex: 4,
+        };
         encode_reply_pktinfo(&ll, &mut out);
         assert_eq!(decode(&out).pktinfo, Some(ll));
-        let v4 = PktInfo::V4 { spec_dst: [198, 51, 100, 7] };
+        let v4 = PktInfo::V4 {
+            spec_dst: [198, 51, 100, 7],
+        };
         let n = encode_reply_pktinfo(&v4, &mut out);
         assert_eq!(decode(&out[..n]).pktinfo, Some(v4));
     }

@@ -70,7 +70,11 @@ impl FlowSocket {
     /// Asks for a receive buffer of `bytes`; the kernel caps it at
     /// `net.core.rmem_max` without saying so.
     pub fn set_rcvbuf(&self, bytes: u32) -> io::Result<()> {
-        self.set_int(libc::SOL_SOCKET, libc::SO_RCVBUF, bytes.min(i32::MAX as u32) as i32)
+        self.set_int(
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            bytes.min(i32::MAX as u32) as i32,
+        )
     }
 
     /// Sets `UDP_SEGMENT`: from now on every send longer than `segment` bytes
@@ -129,7 +133,13 @@ impl SendBatch {
     pub fn new(capacity: usize) -> SendBatch {
         let capacity = capacity.max(1);
         SendBatch {
-            iov: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; capacity],
+            iov: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                capacity
+            ],
             // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
             hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; capacity],
         }
@@ -146,10 +156,14 @@ impl SendBatch {
             return Ok(0);
         }
         let mut n = 0;
-        for (chunk, (iov, hdr)) in
-            buf.chunks(msg_len).zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
+        for (chunk, (iov, hdr)) in buf
+            .chunks(msg_len)
+            .zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
         {
-            *iov = libc::iovec { iov_base: chunk.as_ptr() as *mut libc::c_void, iov_len: chunk.len() };
+            *iov = libc::iovec {
+                iov_base: chunk.as_ptr() as *mut libc::c_void,
+                iov_len: chunk.len(),
+            };
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
             hdr.msg_len = 0;
@@ -158,8 +172,12 @@ impl SendBatch {
         // SAFETY: the first `n` headers each point to one iovec that points into
         // `buf`, which outlives the call; the kernel only reads them (send path).
         // Names and control are null/zero: the socket is connected.
-        let sent =
-            syscall!(sendmmsg(sock.fd.as_raw_fd(), self.hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT))?;
+        let sent = syscall!(sendmmsg(
+            sock.fd.as_raw_fd(),
+            self.hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT
+        ))?;
         Ok(sent as usize)
     }
 }
@@ -180,7 +198,13 @@ impl RecvBatch {
         RecvBatch {
             buf: vec![0; slots * slot_len],
             slot_len,
-            iov: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; slots],
+            iov: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                slots
+            ],
             // SAFETY: mmsghdr is plain data; all-zero is valid.
             hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; slots],
             filled: 0,
@@ -193,10 +217,15 @@ impl RecvBatch {
     pub fn recv(&mut self, sock: &FlowSocket) -> io::Result<usize> {
         self.filled = 0;
         let n = self.hdrs.len();
-        for (slot, (iov, hdr)) in
-            self.buf.chunks_mut(self.slot_len).zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
+        for (slot, (iov, hdr)) in self
+            .buf
+            .chunks_mut(self.slot_len)
+            .zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
         {
-            *iov = libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() };
+            *iov = libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            };
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
             hdr.msg_hdr.msg_flags = 0;
@@ -231,7 +260,10 @@ impl RecvBatch {
         let h = &self.hdrs[i];
         let len = (h.msg_len as usize).min(self.slot_len);
         let start = i * self.slot_len;
-        (&self.buf[start..start + len], h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0)
+        (
+            &self.buf[start..start + len],
+            h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        )
     }
 }
 
@@ -245,7 +277,11 @@ impl PollSet {
         PollSet {
             fds: socks
                 .into_iter()
-                .map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+                .map(|s| libc::pollfd {
+                    fd: s.fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
                 .collect(),
         }
     }
@@ -256,7 +292,11 @@ impl PollSet {
     pub fn wait(&mut self, timeout: Duration) -> io::Result<usize> {
         let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
         // SAFETY: `fds` is a valid array of `len` pollfd entries the kernel may write.
-        match syscall!(poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, ms)) {
+        match syscall!(poll(
+            self.fds.as_mut_ptr(),
+            self.fds.len() as libc::nfds_t,
+            ms
+        )) {
             Ok(n) => Ok(n as usize),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.fds.iter_mut().for_each(|p| p.revents = 0);
@@ -288,7 +328,9 @@ mod tests {
         let buf: Vec<u8> = (0..30u8).collect();
         let sent = SendBatch::new(8).send(&sock, &buf, 10).unwrap();
         assert_eq!(sent, 3);
-        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         let mut b = [0u8; 64];
         for i in 0..3u8 {
             let (n, from) = server.recv_from(&mut b).unwrap();
@@ -313,7 +355,11 @@ mod tests {
         // 10-byte datagrams into 8-byte slots: cut, and flagged as cut.
         assert!(got.iter().all(|(d, t)| d.len() == 8 && *t));
         assert_eq!(got[2].0[0], 20);
-        assert_eq!(rx.recv(&sock).unwrap(), 0, "nothing left: no blocking, no error");
+        assert_eq!(
+            rx.recv(&sock).unwrap(),
+            0,
+            "nothing left: no blocking, no error"
+        );
         assert_eq!(sock.drops().unwrap(), 0);
     }
 
@@ -327,7 +373,9 @@ mod tests {
         }
         let buf = vec![7u8; 250];
         assert_eq!(SendBatch::new(4).send(&sock, &buf, 250).unwrap(), 1);
-        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         let mut b = [0u8; 512];
         let lens: Vec<usize> = (0..3).map(|_| server.recv(&mut b).unwrap()).collect();
         assert_eq!(lens, [100, 100, 50]);

@@ -28,7 +28,15 @@ pub unsafe fn sendmmsg(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usiz
 pub unsafe fn recvmmsg(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     let n = msgs.len().min(u32::MAX as usize) as libc::c_uint;
     // SAFETY: forwarded to the caller, see `# Safety`; a null timeout is allowed.
-    let r = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), n, libc::MSG_DONTWAIT | libc::MSG_TRUNC, std::ptr::null_mut()) };
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            n,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            std::ptr::null_mut(),
+        )
+    };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -39,5 +47,10 @@ pub unsafe fn recvmmsg(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usiz
 /// Waits up to `timeout_ms` for any of `fds` to be readable; fills
 /// `revents` in place and returns how many are ready.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    super::syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms)).map(|n| n as usize)
+    super::syscall!(poll(
+        fds.as_mut_ptr(),
+        fds.len() as libc::nfds_t,
+        timeout_ms
+    ))
+    .map(|n| n as usize)
 }

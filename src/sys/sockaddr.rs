@@ -25,7 +25,9 @@ pub fn to_raw(addr: &SocketAddr) -> RawAddr {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
@@ -37,7 +39,9 @@ pub fn to_raw(addr: &SocketAddr) -> RawAddr {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
@@ -45,7 +49,10 @@ pub fn to_raw(addr: &SocketAddr) -> RawAddr {
             std::mem::size_of::<libc::sockaddr_in6>()
         }
     };
-    RawAddr { storage, len: len as libc::socklen_t }
+    RawAddr {
+        storage,
+        len: len as libc::socklen_t,
+    }
 }
 
 /// Decodes a sockaddr_in or sockaddr_in6 written by the kernel; `None` for
@@ -77,13 +84,17 @@ mod tests {
 
     #[test]
     fn round_trips_v4_and_v6() {
-        for s in ["127.0.0.1:7007", "[::1]:9", "[fe80::1%3]:65535", "0.0.0.0:0"] {
+        for s in [
+            "127.0.0.1:7007",
+            "[::1]:9",
+            "[fe80::1%3]:65535",
+            "0.0.0.0:0",
+        ] {
             let a: SocketAddr = s.parse().unwrap();
             let raw = to_raw(&a);
             // SAFETY: `raw.storage` is initialised for `raw.len` bytes.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), raw.len as usize)
-            };
+            let bytes =
+                unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), raw.len as usize) };
             assert_eq!(from_bytes(bytes), Some(a));
         }
         assert_eq!(from_bytes(&[0; 1]), None);

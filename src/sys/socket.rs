@@ -33,13 +33,27 @@ fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()
 fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
     let mut value: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    syscall!(getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len))?;
+    syscall!(getsockopt(
+        fd,
+        level,
+        name,
+        (&mut value as *mut i32).cast(),
+        &mut len
+    ))?;
     Ok(value)
 }
 
 fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    let fd = syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0))?;
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let fd = syscall!(socket(
+        family,
+        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0
+    ))?;
     // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     if addr.is_ipv6() {
@@ -51,13 +65,13 @@ fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
 
 fn bind(fd: &OwnedFd, addr: &SocketAddr) -> Result<(), Error> {
     let raw = sockaddr::to_raw(addr);
-    syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len)).map(drop).map_err(|e| {
-        match e.raw_os_error() {
+    syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len))
+        .map(drop)
+        .map_err(|e| match e.raw_os_error() {
             Some(libc::EADDRINUSE) => Error::AddrInUse(*addr),
             Some(libc::EADDRNOTAVAIL) => Error::AddrNotLocal(*addr),
             _ => Error::Bind(*addr, e),
-        }
-    })
+        })
 }
 
 /// The address a socket is bound to.
@@ -65,10 +79,17 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    syscall!(getsockname(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len))?;
+    syscall!(getsockname(
+        fd,
+        (&mut storage as *mut libc::sockaddr_storage).cast(),
+        &mut len
+    ))?;
     // SAFETY: the kernel initialised `len` bytes of `storage`, len <= its size.
     let bytes = unsafe {
-        std::slice::from_raw_parts((&storage as *const libc::sockaddr_storage).cast::<u8>(), len as usize)
+        std::slice::from_raw_parts(
+            (&storage as *const libc::sockaddr_storage).cast::<u8>(),
+            len as usize,
+        )
     };
     sockaddr::from_bytes(bytes).ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }
@@ -130,7 +151,13 @@ pub fn meminfo_drops(fd: RawFd) -> io::Result<u32> {
     // SK_MEMINFO_VARS is 9 today; leave room for fields added later.
     let mut info = [0u32; 16];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-    syscall!(getsockopt(fd, libc::SOL_SOCKET, libc::SO_MEMINFO, info.as_mut_ptr().cast(), &mut len))?;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_MEMINFO,
+        info.as_mut_ptr().cast(),
+        &mut len
+    ))?;
     if (len as usize) <= libc::SK_MEMINFO_DROPS as usize * 4 {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
@@ -141,7 +168,12 @@ pub fn meminfo_drops(fd: RawFd) -> io::Result<u32> {
 /// touching any network.
 pub fn socketpair_dgram() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
-    syscall!(socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()))?;
+    syscall!(socketpair(
+        libc::AF_UNIX,
+        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+        0,
+        fds.as_mut_ptr()
+    ))?;
     // SAFETY: socketpair returned two fresh descriptors that nobody else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
