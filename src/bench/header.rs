@@ -94,13 +94,21 @@ impl Header {
 }
 
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// A `size`-byte datagram template: a zero header, then the pattern.
 pub fn template(size: usize) -> Vec<u8> {
     (0..size)
-        .map(|i| if i < HEADER_LEN { 0 } else { (i as u32).wrapping_mul(0x9E37_79B1).to_be_bytes()[0] })
+        .map(|i| {
+            if i < HEADER_LEN {
+                0
+            } else {
+                (i as u32).wrapping_mul(0x9E37_79B1).to_be_bytes()[0]
+            }
+        })
         .collect()
 }
 
@@ -113,7 +121,10 @@ pub struct Expect {
 
 impl Expect {
     pub fn new(run: u32, size: usize) -> Expect {
-        Expect { run, template: template(size) }
+        Expect {
+            run,
+            template: template(size),
+        }
     }
 
     /// Checks one received datagram of flow `flow`; `truncated` is the
@@ -141,7 +152,13 @@ mod tests {
         d
     }
 
-    const H: Header = Header { run: 0xdead_beef, flags: FLAG_WARMUP, flow: 7, seq: 1 << 40, sent_ns: 123 };
+    const H: Header = Header {
+        run: 0xdead_beef,
+        flags: FLAG_WARMUP,
+        flow: 7,
+        seq: 1 << 40,
+        sent_ns: 123,
+    };
 
     #[test]
     fn header_round_trips_in_network_order() {
@@ -157,8 +174,16 @@ mod tests {
     #[test]
     fn foreign_datagrams_are_invalid_and_damaged_ones_corrupt() {
         let d = datagram(&H, 64);
-        assert_eq!(Header::decode(&d[..31], H.run), Err(Reject::Invalid), "short");
-        assert_eq!(Header::decode(&d, H.run + 1), Err(Reject::Invalid), "earlier run");
+        assert_eq!(
+            Header::decode(&d[..31], H.run),
+            Err(Reject::Invalid),
+            "short"
+        );
+        assert_eq!(
+            Header::decode(&d, H.run + 1),
+            Err(Reject::Invalid),
+            "earlier run"
+        );
         let mut m = d.clone();
         m[0] ^= 1;
         assert_eq!(Header::decode(&m, H.run), Err(Reject::Invalid), "magic");
@@ -174,8 +199,16 @@ mod tests {
         let e = Expect::new(H.run, 100);
         let d = datagram(&H, 100);
         assert_eq!(e.check(&d, false, 7), Ok(H));
-        assert_eq!(e.check(&d, true, 7), Err(Reject::Corrupt), "cut by the kernel");
-        assert_eq!(e.check(&d, false, 8), Err(Reject::Corrupt), "another flow's socket");
+        assert_eq!(
+            e.check(&d, true, 7),
+            Err(Reject::Corrupt),
+            "cut by the kernel"
+        );
+        assert_eq!(
+            e.check(&d, false, 8),
+            Err(Reject::Corrupt),
+            "another flow's socket"
+        );
         assert_eq!(e.check(&d[..99], false, 7), Err(Reject::Corrupt), "short");
         let mut long = d.clone();
         long.push(0);
@@ -187,6 +220,11 @@ mod tests {
         // The pattern is not constant: a stuck byte shows.
         let t = template(64);
         assert!(t[HEADER_LEN..].windows(2).any(|w| w[0] != w[1]));
-        assert_eq!(Expect::new(1, HEADER_LEN).check(&datagram(&Header { run: 1, ..H }, 32), false, 7).map(|h| h.seq), Ok(1 << 40));
+        assert_eq!(
+            Expect::new(1, HEADER_LEN)
+                .check(&datagram(&Header { run: 1, ..H }, 32), false, 7)
+                .map(|h| h.seq),
+            Ok(1 << 40)
+        );
     }
 }

@@ -129,12 +129,14 @@ impl Tracker {
 
     /// Every sequence sent has been received or declared lost.
     pub fn resolved(&self) -> bool {
-        self.records.is_empty() && self.swept >= self.sent_end
+        self.swept >= self.sent_end
     }
 
     /// When the oldest outstanding batch times out, if any is outstanding.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.records.front().map(|r| r.sent_ns.saturating_add(self.timeout_ns))
+        self.records
+            .front()
+            .map(|r| r.sent_ns.saturating_add(self.timeout_ns))
     }
 
     fn tag(&self, seq: u64) -> u8 {
@@ -170,8 +172,9 @@ impl Tracker {
     /// and that has not been received. Returns how many it declared.
     pub fn sweep(&mut self, now_ns: u64) -> u64 {
         let mut lost = 0;
+        self.advance();
         while let Some(&r) = self.records.front() {
-            if r.sent_ns.saturating_add(self.timeout_ns) > now_ns {
+            if r.end > self.swept && r.sent_ns.saturating_add(self.timeout_ns) > now_ns {
                 break;
             }
             while self.swept < r.end {
@@ -206,8 +209,9 @@ impl Tracker {
         if seq >= self.swept + self.cap() / 2 {
             return Echo::Unknown;
         }
+        let state = self.state(seq);
         let c = &mut self.counts[phase as usize];
-        match self.state(seq) {
+        match state {
             None if seq >= self.swept => {
                 c.received += 1;
                 let reordered = seq + 1 < self.max_received;
@@ -245,7 +249,11 @@ mod tests {
     const T: u64 = 1_000;
 
     fn rec(end: u64, sent_ns: u64, phase: Phase) -> Record {
-        Record { end, sent_ns, phase }
+        Record {
+            end,
+            sent_ns,
+            phase,
+        }
     }
 
     fn identity_holds(t: &Tracker) {
@@ -264,10 +272,17 @@ mod tests {
         for s in 0..4 {
             assert_eq!(t.on_echo(s, Measured), Echo::Received { reordered: false });
         }
-        assert_eq!((t.in_flight(), t.swept(), t.resolved()), (0, 4, false));
+        assert_eq!((t.in_flight(), t.swept(), t.resolved()), (0, 4, true));
         assert_eq!(t.sweep(10 + T), 0);
         assert!(t.resolved());
-        assert_eq!(t.counts(Measured), &PhaseCounts { sent: 4, received: 4, ..Default::default() });
+        assert_eq!(
+            t.counts(Measured),
+            &PhaseCounts {
+                sent: 4,
+                received: 4,
+                ..Default::default()
+            }
+        );
         identity_holds(&t);
     }
 
@@ -283,13 +298,20 @@ mod tests {
         assert_eq!(t.sweep(100 + T), 2, "1 and 2");
         assert_eq!(t.swept(), 3);
         assert_eq!(t.on_echo(2, Measured), Echo::Late);
-        assert_eq!(t.on_echo(2, Measured), Echo::Duplicate, "a second late copy");
+        assert_eq!(
+            t.on_echo(2, Measured),
+            Echo::Duplicate,
+            "a second late copy"
+        );
         assert_eq!(t.on_echo(5, Measured), Echo::Received { reordered: false });
         assert_eq!(t.sweep(200 + T), 1, "3");
         assert_eq!(t.swept(), 6);
         assert!(t.resolved());
         let c = t.counts(Measured);
-        assert_eq!((c.sent, c.received, c.lost, c.late, c.duplicates), (6, 3, 3, 1, 1));
+        assert_eq!(
+            (c.sent, c.received, c.lost, c.late, c.duplicates),
+            (6, 3, 3, 1, 1)
+        );
         identity_holds(&t);
     }
 
@@ -303,9 +325,16 @@ mod tests {
         assert_eq!(t.on_echo(2, Measured), Echo::Received { reordered: true });
         assert_eq!(t.on_echo(3, Measured), Echo::Received { reordered: true });
         assert_eq!(t.on_echo(3, Measured), Echo::Duplicate);
-        assert_eq!(t.on_echo(0, Measured), Echo::Duplicate, "behind the sweep, still known");
+        assert_eq!(
+            t.on_echo(0, Measured),
+            Echo::Duplicate,
+            "behind the sweep, still known"
+        );
         let c = t.counts(Measured);
-        assert_eq!((c.received, c.reordered, c.duplicates, c.lost), (5, 3, 2, 0));
+        assert_eq!(
+            (c.received, c.reordered, c.duplicates, c.lost),
+            (5, 3, 2, 0)
+        );
         identity_holds(&t);
     }
 
@@ -318,8 +347,24 @@ mod tests {
         t.on_echo(2, Measured);
         t.on_echo(3, Measured);
         t.sweep(u64::MAX / 2);
-        assert_eq!(t.counts(Warmup), &PhaseCounts { sent: 2, received: 1, lost: 1, ..Default::default() });
-        assert_eq!(t.counts(Measured), &PhaseCounts { sent: 3, received: 2, lost: 1, ..Default::default() });
+        assert_eq!(
+            t.counts(Warmup),
+            &PhaseCounts {
+                sent: 2,
+                received: 1,
+                lost: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            t.counts(Measured),
+            &PhaseCounts {
+                sent: 3,
+                received: 2,
+                lost: 1,
+                ..Default::default()
+            }
+        );
         identity_holds(&t);
     }
 
@@ -360,7 +405,11 @@ mod tests {
                     lost += 1;
                     continue;
                 }
-                assert_eq!(t.on_echo(s, Measured), Echo::Received { reordered: false }, "seq {s}");
+                assert_eq!(
+                    t.on_echo(s, Measured),
+                    Echo::Received { reordered: false },
+                    "seq {s}"
+                );
                 if s % 11 == 0 {
                     dups += 1;
                     assert_eq!(t.on_echo(s, Measured), Echo::Duplicate);
@@ -370,12 +419,18 @@ mod tests {
             t.sweep(now);
             if start >= 128 {
                 // The previous batch's lost ones are still remembered.
-                assert_eq!(t.on_echo(start - 128 + 7 - (start - 128) % 7, Measured), Echo::Late);
+                assert_eq!(
+                    t.on_echo(start - 128 + 7 - (start - 128) % 7, Measured),
+                    Echo::Late
+                );
             }
         }
         assert!(t.resolved());
         let c = *t.counts(Measured);
-        assert_eq!((c.sent, c.lost, c.duplicates, c.late), (200 * 128, lost, dups, 199));
+        assert_eq!(
+            (c.sent, c.lost, c.duplicates, c.late),
+            (200 * 128, lost, dups, 199)
+        );
         // Far behind the ring: counted late, not mistaken for a fresh sequence.
         assert_eq!(t.on_echo(1, Measured), Echo::Late);
         identity_holds(&t);

@@ -1,10 +1,14 @@
-//! The client side of `bench`: one connected UDP socket per flow, batched
-//! sends (`sendmmsg`, optionally of UDP GSO trains) and receives
-//! (`recvmmsg`), and `poll` over a flow group.
+//! The client side of `bench`: one connected, non-blocking UDP socket per
+//! flow, batched sends (`sendmmsg`, optionally of UDP GSO trains), batched
+//! receives (`recvmmsg`), and `poll` over a flow group.
 //!
-//! Every call here is non-blocking (`MSG_DONTWAIT`), so a sender thread and a
-//! receiver thread can share one socket without either stalling the other,
-//! and every loop above stays bounded by its own clock.
+//! The system calls themselves are [`super::mmsg`]'s and the socket queries
+//! [`super::socket`]'s; this file owns the buffers and vectors and keeps
+//! their pointers valid, so callers only see slices.
+//!
+//! Every call is non-blocking, so a sender thread and a receiver thread can
+//! share one socket without either stalling the other, and every loop above
+//! stays bounded by its own clock.
 
 use std::{
     io,
@@ -13,16 +17,7 @@ use std::{
     time::Duration,
 };
 
-use super::{sockaddr, syscall};
-
-/// `SO_MEMINFO` from asm-generic/socket.h (x86, arm, riscv, powerpc, mips);
-/// libc does not export it. sparc numbers it 0x39.
-#[cfg(not(target_arch = "sparc64"))]
-const SO_MEMINFO: libc::c_int = 55;
-#[cfg(target_arch = "sparc64")]
-const SO_MEMINFO: libc::c_int = 0x39;
-/// Entries of the `SO_MEMINFO` array (`SK_MEMINFO_VARS` in linux/sock_diag.h).
-const SK_MEMINFO_VARS: usize = 9;
+use super::{mmsg, sockaddr, socket};
 
 /// A UDP socket connected to the target: the kernel picks the source address
 /// and a port of its own, so each flow is a distinct 4-tuple that
@@ -34,37 +29,25 @@ pub struct FlowSocket {
 }
 
 impl FlowSocket {
-    /// Opens a socket of `target`'s family and connects it to `target`.
+    /// Opens a non-blocking socket of `target`'s family, connected to `target`.
     pub fn connect(target: &SocketAddr) -> io::Result<FlowSocket> {
         let family = match target {
             SocketAddr::V4(_) => libc::AF_INET,
             SocketAddr::V6(_) => libc::AF_INET6,
         };
-        let raw = syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
+        let flags = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        let raw = syscall!(socket(family, flags, 0))?;
         // SAFETY: `raw` is a descriptor the kernel just returned to us, owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let addr = sockaddr::to_raw(target);
-        // SAFETY: `addr` holds a valid sockaddr of `addr.len` bytes.
+        // A non-blocking UDP connect completes at once: it only sets the peer.
         syscall!(connect(fd.as_raw_fd(), addr.as_ptr(), addr.len))?;
         Ok(FlowSocket { fd })
     }
 
     /// The local address and port the kernel chose.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        // SAFETY: sockaddr_storage is plain data; all-zero is valid.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let ptr: *mut libc::sockaddr = (&mut storage as *mut libc::sockaddr_storage).cast();
-        // SAFETY: `ptr` points to `len` writable bytes; the kernel writes at most that.
-        syscall!(getsockname(self.fd.as_raw_fd(), ptr, &mut len))?;
-        // SAFETY: the kernel initialised the first `len` bytes (clamped to the storage).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                ptr.cast::<u8>(),
-                (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>()),
-            )
-        };
-        sockaddr::from_bytes(bytes).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+        socket::local_addr(self.fd.as_raw_fd())
     }
 
     /// Asks for a receive buffer of `bytes`; the kernel caps it at
@@ -88,32 +71,20 @@ impl FlowSocket {
     }
 
     /// Datagrams the kernel dropped at this socket since it was opened,
-    /// almost always because its receive queue was full
-    /// (`SO_MEMINFO[SK_MEMINFO_DROPS]`, the `drops` column of /proc/net/udp).
+    /// almost always because its receive queue was full.
     pub fn drops(&self) -> io::Result<u32> {
-        let mut info = [0u32; SK_MEMINFO_VARS];
-        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-        // SAFETY: `info` is `len` writable bytes; the kernel writes at most `len`.
-        syscall!(getsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_MEMINFO,
-            info.as_mut_ptr().cast(),
-            &mut len
-        ))?;
-        Ok(info[libc::SK_MEMINFO_DROPS as usize])
+        socket::meminfo_drops(self.fd.as_raw_fd())
     }
 
     fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-        // SAFETY: `value` is a readable c_int and we pass its exact size.
         syscall!(setsockopt(
             self.fd.as_raw_fd(),
             level,
             name,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t
-        ))?;
-        Ok(())
+        ))
+        .map(drop)
     }
 }
 
@@ -121,6 +92,18 @@ impl AsFd for FlowSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+fn empty_iovec() -> libc::iovec {
+    libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }
+}
+
+fn empty_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
+    unsafe { std::mem::zeroed() }
 }
 
 /// Reusable `sendmmsg` vectors for up to `capacity` messages.
@@ -133,24 +116,17 @@ impl SendBatch {
     pub fn new(capacity: usize) -> SendBatch {
         let capacity = capacity.max(1);
         SendBatch {
-            iov: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                capacity
-            ],
-            // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
-            hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; capacity],
+            iov: vec![empty_iovec(); capacity],
+            hdrs: vec![empty_mmsghdr(); capacity],
         }
     }
 
     /// Sends `buf` cut into messages of `msg_len` bytes (the last may be
     /// shorter), at most the capacity given to [`SendBatch::new`], with one
-    /// `sendmmsg` that never blocks. With `UDP_SEGMENT` set each message is a
-    /// GSO train. Returns how many messages, from the first, the kernel
-    /// accepted: UDP copies them into the kernel before the call returns.
-    /// An error means none was sent.
+    /// `sendmmsg`. With `UDP_SEGMENT` set each message is a GSO train.
+    /// Returns how many messages, from the first, the kernel accepted: UDP
+    /// copies them into the kernel before the call returns. An error means
+    /// none was sent.
     pub fn send(&mut self, sock: &FlowSocket, buf: &[u8], msg_len: usize) -> io::Result<usize> {
         if buf.is_empty() || msg_len == 0 {
             return Ok(0);
@@ -158,27 +134,21 @@ impl SendBatch {
         let mut n = 0;
         for (chunk, (iov, hdr)) in buf
             .chunks(msg_len)
-            .zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
+            .zip(self.iov.iter_mut().zip(&mut self.hdrs))
         {
             *iov = libc::iovec {
                 iov_base: chunk.as_ptr() as *mut libc::c_void,
                 iov_len: chunk.len(),
             };
+            *hdr = empty_mmsghdr();
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_len = 0;
             n += 1;
         }
-        // SAFETY: the first `n` headers each point to one iovec that points into
-        // `buf`, which outlives the call; the kernel only reads them (send path).
-        // Names and control are null/zero: the socket is connected.
-        let sent = syscall!(sendmmsg(
-            sock.fd.as_raw_fd(),
-            self.hdrs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT
-        ))?;
-        Ok(sent as usize)
+        // SAFETY: each of the first `n` headers names no address (the socket is
+        // connected), no control, and one iovec over a chunk of `buf`; `buf` and
+        // `self.iov` outlive the call and the kernel only reads them.
+        unsafe { mmsg::sendmmsg(sock.fd.as_raw_fd(), &mut self.hdrs[..n]) }
     }
 }
 
@@ -198,15 +168,8 @@ impl RecvBatch {
         RecvBatch {
             buf: vec![0; slots * slot_len],
             slot_len,
-            iov: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                slots
-            ],
-            // SAFETY: mmsghdr is plain data; all-zero is valid.
-            hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; slots],
+            iov: vec![empty_iovec(); slots],
+            hdrs: vec![empty_mmsghdr(); slots],
             filled: 0,
         }
     }
@@ -216,35 +179,23 @@ impl RecvBatch {
     /// unreachable from the target, for one).
     pub fn recv(&mut self, sock: &FlowSocket) -> io::Result<usize> {
         self.filled = 0;
-        let n = self.hdrs.len();
-        for (slot, (iov, hdr)) in self
-            .buf
-            .chunks_mut(self.slot_len)
-            .zip(self.iov.iter_mut().zip(self.hdrs.iter_mut()))
-        {
+        let slots = self.buf.chunks_mut(self.slot_len);
+        for (slot, (iov, hdr)) in slots.zip(self.iov.iter_mut().zip(&mut self.hdrs)) {
             *iov = libc::iovec {
                 iov_base: slot.as_mut_ptr().cast(),
                 iov_len: slot.len(),
             };
+            *hdr = empty_mmsghdr();
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
         }
-        // SAFETY: each of the `n` headers points to one iovec over its own
-        // `slot_len` bytes of `self.buf`, all live and exclusively borrowed for
-        // the call; no name, no control; a null timeout is allowed.
-        let res = syscall!(recvmmsg(
-            sock.fd.as_raw_fd(),
-            self.hdrs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut()
-        ));
-        match res {
-            Ok(got) => {
-                self.filled = got as usize;
-                Ok(self.filled)
+        // SAFETY: every header names no address, no control, and one iovec over
+        // its own `slot_len` bytes of `self.buf`, all alive and exclusively
+        // borrowed for the call.
+        match unsafe { mmsg::recvmmsg(sock.fd.as_raw_fd(), &mut self.hdrs) } {
+            Ok(n) => {
+                self.filled = n;
+                Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
@@ -274,15 +225,13 @@ pub struct PollSet {
 
 impl PollSet {
     pub fn new<'a>(socks: impl IntoIterator<Item = &'a FlowSocket>) -> PollSet {
+        let pollfd = |s: &FlowSocket| libc::pollfd {
+            fd: s.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         PollSet {
-            fds: socks
-                .into_iter()
-                .map(|s| libc::pollfd {
-                    fd: s.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect(),
+            fds: socks.into_iter().map(pollfd).collect(),
         }
     }
 
@@ -290,19 +239,13 @@ impl PollSet {
     /// to become readable or report an error. Returns how many are ready; an
     /// interrupted wait counts as none ready.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<usize> {
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `fds` is a valid array of `len` pollfd entries the kernel may write.
-        match syscall!(poll(
-            self.fds.as_mut_ptr(),
-            self.fds.len() as libc::nfds_t,
-            ms
-        )) {
-            Ok(n) => Ok(n as usize),
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        match mmsg::poll(&mut self.fds, ms) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.fds.iter_mut().for_each(|p| p.revents = 0);
                 Ok(0)
             }
-            Err(e) => Err(e),
+            r => r,
         }
     }
 
@@ -359,6 +302,11 @@ mod tests {
             rx.recv(&sock).unwrap(),
             0,
             "nothing left: no blocking, no error"
+        );
+        assert_eq!(
+            rx.datagram(0),
+            (&[][..], false),
+            "nothing read, nothing shown"
         );
         assert_eq!(sock.drops().unwrap(), 0);
     }

@@ -106,18 +106,26 @@ pub fn claim_port(addr: &SocketAddr) -> Result<SocketAddr, Error> {
 }
 
 /// Opens one worker's SO_REUSEPORT socket on `addr` (a resolved port) with
-/// every receive option the reflector reads: IP_PKTINFO / IPV6_RECVPKTINFO,
-/// SO_RXQ_OVFL, SO_TIMESTAMPNS, and the TTL when asked for.
+/// every receive option the reflector reads: IP_PKTINFO / IPV6_RECVPKTINFO
+/// (wildcard addresses only), SO_RXQ_OVFL, SO_TIMESTAMPNS, and the TTL when
+/// asked for.
 pub fn open_listener(addr: &SocketAddr, opts: &ListenOptions) -> Result<OwnedFd, Error> {
     let setup = |fd: RawFd| -> io::Result<()> {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        // The destination address is only unknown to a wildcard socket; a
+        // socket bound to one address replies from it without pktinfo.
+        let wildcard = addr.ip().is_unspecified();
         if addr.is_ipv4() {
-            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+            if wildcard {
+                setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+            }
             if opts.recv_ttl {
                 setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
             }
         } else {
-            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+            if wildcard {
+                setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+            }
             if opts.recv_ttl {
                 setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
             }
