@@ -12,7 +12,18 @@ use udp_reflector::cli::{Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap prints them as usual.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("udp-reflector: {}", one_line(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Some(Command::Bench(args)) => udp_reflector::bench::run(&args),
         Some(Command::Serve(args)) => run_serve(&args),
@@ -30,4 +41,17 @@ fn main() -> ExitCode {
 fn run_serve(args: &udp_reflector::cli::ServeArgs) -> Result<(), udp_reflector::Error> {
     let cfg = args.validate(std::io::stdout().is_terminal())?;
     udp_reflector::runtime::serve(&cfg)
+}
+
+/// clap's message on one line: the error and what is valid, without the
+/// usage block and the `--help` tip.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

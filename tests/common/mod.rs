@@ -1,0 +1,553 @@
+//! Helpers shared by the end-to-end tests: run the reflector binary and read
+//! its JSON lines, check the counter identity, build payloads, create a
+//! private network namespace, and refuse a system call to a child (seccomp).
+//!
+//! Every wait here is bounded; every process and namespace created here is
+//! removed on drop, even when the test panics.
+#![allow(dead_code)]
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Read},
+    net::{SocketAddr, UdpSocket},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_udp-reflector");
+
+/// How long a reflector may take to print its listening line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prints why the current test does not run here (the test's thread is
+/// named after it). The caller returns right after.
+pub fn skip(reason: impl std::fmt::Display) {
+    let t = std::thread::current();
+    eprintln!("SKIPPED {}: {reason}", t.name().unwrap_or("test"));
+}
+
+/// `udp-reflector serve ARGS...` with piped stdout/stderr and no stdin.
+pub fn serve_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").args(args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// What a finished process left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    /// Every stdout line, the listening line included.
+    pub stdout: Vec<String>,
+    pub stderr: String,
+    /// The time from the start of the wait (e.g. the signal) to the exit.
+    pub exited_after: Duration,
+}
+
+impl Outcome {
+    /// The `{"event":"summary",...}` object, if one was printed.
+    pub fn summary(&self) -> Option<Value> {
+        self.events("summary").into_iter().next_back()
+    }
+
+    /// Every JSON line whose `event` is `event`.
+    pub fn events(&self, event: &str) -> Vec<Value> {
+        self.stdout
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
+
+    /// The summary, or a panic that shows everything the process said.
+    pub fn expect_summary(&self) -> Value {
+        self.summary()
+            .unwrap_or_else(|| panic!("no summary line; process outcome: {self:#?}"))
+    }
+
+    /// Non-empty stderr lines.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+/// A child process whose stdout lines arrive through a channel. Killed (by
+/// its pid, SIGKILL) on drop if it is still running.
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    out_reader: Option<JoinHandle<()>>,
+    err_reader: Option<JoinHandle<String>>,
+    reaped: bool,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> io::Result<Proc> {
+        let mut child = cmd.spawn()?;
+        let out = child.stdout.take().expect("stdout is piped");
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = mpsc::channel();
+        let out_reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Ok(Proc {
+            child,
+            lines,
+            stdout: Vec::new(),
+            out_reader: Some(out_reader),
+            err_reader: Some(err_reader),
+            reaped: false,
+        })
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// The next stdout line, or `None` at EOF or after `timeout`.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => {
+                self.stdout.push(l.clone());
+                Some(l)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Sends `sig` to the child, by pid, if it has not been reaped.
+    pub fn signal(&self, sig: libc::c_int) {
+        if !self.reaped {
+            // SAFETY: kill(2) with the pid of our own unreaped child.
+            unsafe { libc::kill(self.pid(), sig) };
+        }
+    }
+
+    /// Waits up to `timeout` for the child to exit by itself; panics (and
+    /// the drop kills it) if it does not.
+    pub fn wait(&mut self, timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.reaped = true;
+                let partial = self.collect_output();
+                panic!(
+                    "udp-reflector (pid {}) still running {timeout:?} after it should have \
+                     stopped; killed it. stdout: {:?} stderr: {:?}",
+                    self.child.id(),
+                    partial.0,
+                    partial.1
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let exited_after = started.elapsed();
+        self.reaped = true;
+        let (stdout, stderr) = self.collect_output();
+        Outcome {
+            status,
+            stdout,
+            stderr,
+            exited_after,
+        }
+    }
+
+    /// Sends `sig` and waits up to `timeout`; `exited_after` counts from the signal.
+    pub fn signal_and_wait(&mut self, sig: libc::c_int, timeout: Duration) -> Outcome {
+        self.signal(sig);
+        self.wait(timeout)
+    }
+
+    fn collect_output(&mut self) -> (Vec<String>, String) {
+        // The pipes close when the child exits; the readers then end.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.stdout.push(l),
+                Err(_) => break,
+            }
+        }
+        if let Some(h) = self.out_reader.take() {
+            let _ = h.join();
+        }
+        let stderr = self
+            .err_reader
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        (std::mem::take(&mut self.stdout), stderr)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // Child::kill sends SIGKILL to this child's pid only.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A reflector that printed its listening line.
+pub struct Reflector {
+    pub proc: Proc,
+    /// The `{"event":"listening",...}` object.
+    pub listening: Value,
+    /// Resolved listening addresses, in `--listen` order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// How a start attempt ended.
+pub enum Started {
+    Listening(Reflector),
+    /// The process exited before it printed a listening line.
+    Exited(Outcome),
+}
+
+impl Reflector {
+    /// Spawns `cmd` (which must pass `--json`) and waits for the listening
+    /// line. Panics if neither the line nor an exit comes in time.
+    /// An error only if the process could not be spawned at all (e.g. a
+    /// `pre_exec` step failed).
+    pub fn start(cmd: &mut Command) -> io::Result<Started> {
+        let mut proc = Proc::spawn(cmd)?;
+        match proc.next_line(START_TIMEOUT) {
+            Some(line) => {
+                let listening: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("first stdout line is not JSON ({e}): {line:?}"));
+                assert_eq!(listening["event"], "listening", "first line: {line}");
+                let addrs = listening["addrs"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("no addrs in {line}"))
+                    .iter()
+                    .map(|a| {
+                        let s = a.as_str().expect("addr is a string");
+                        s.parse().unwrap_or_else(|e| panic!("addr {s:?}: {e}"))
+                    })
+                    .collect::<Vec<SocketAddr>>();
+                assert!(
+                    addrs.iter().all(|a| a.port() != 0),
+                    "port 0 not resolved: {line}"
+                );
+                Ok(Started::Listening(Reflector {
+                    proc,
+                    listening,
+                    addrs,
+                }))
+            }
+            None => Ok(Started::Exited(proc.wait(START_TIMEOUT))),
+        }
+    }
+
+    /// The first listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// SIGTERM, then the outcome (the reflector must exit within `timeout`).
+    pub fn stop(mut self) -> Outcome {
+        self.proc
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(5))
+    }
+}
+
+/// Runs `cmd` to its exit (bounded by `timeout`), for commands that are
+/// expected to fail at start. An error only if it could not be spawned.
+pub fn run_to_exit(cmd: &mut Command, timeout: Duration) -> io::Result<Outcome> {
+    let mut proc = Proc::spawn(cmd)?;
+    Ok(proc.wait(timeout))
+}
+
+/// A counter from a summary's `total` or `workers[i]` object.
+pub fn counter(obj: &Value, name: &str) -> u64 {
+    obj[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("counter {name:?} missing or not a u64 in {obj}"))
+}
+
+/// Sum of every `no_reply_*` counter of `obj`.
+pub fn no_reply_total(obj: &Value) -> u64 {
+    obj.as_object()
+        .expect("counters object")
+        .iter()
+        .filter(|(k, _)| k.starts_with("no_reply_"))
+        .map(|(k, v)| v.as_u64().unwrap_or_else(|| panic!("{k} is not a u64")))
+        .sum()
+}
+
+/// Checks what every summary must satisfy: each received datagram ends in
+/// exactly one outcome (total and per worker), and the total is the sum of
+/// the workers.
+pub fn assert_summary_consistent(summary: &Value) {
+    let total = &summary["total"];
+    let workers = summary["workers"].as_array().expect("workers array");
+    assert!(!workers.is_empty(), "no workers in {summary}");
+    for obj in std::iter::once(total).chain(workers) {
+        let rx = counter(obj, "rx_packets");
+        let outcomes = counter(obj, "tx_packets")
+            + counter(obj, "tx_dropped")
+            + counter(obj, "tx_errors")
+            + counter(obj, "truncated")
+            + no_reply_total(obj);
+        assert_eq!(
+            rx, outcomes,
+            "rx_packets != tx_packets + tx_dropped + tx_errors + truncated + no_reply_*: {obj}"
+        );
+    }
+    for (name, v) in total.as_object().expect("total object") {
+        if let Some(t) = v.as_u64() {
+            let sum: u64 = workers.iter().map(|w| counter(w, name)).sum();
+            assert_eq!(
+                t, sum,
+                "total {name} is not the sum over workers: {summary}"
+            );
+        }
+    }
+}
+
+/// Deterministic, non-repeating-looking bytes (xorshift64*), so an echo that
+/// mixes up, shifts or cuts buffers is caught byte for byte.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// Waits up to `timeout` for one datagram on `sock`; `None` on timeout.
+pub fn recv_within(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Option<(usize, SocketAddr)> {
+    sock.set_read_timeout(Some(timeout))
+        .expect("set_read_timeout");
+    match sock.recv_from(buf) {
+        Ok(r) => Some(r),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("recv_from: {e}"),
+    }
+}
+
+/// Sum of the `dropped` column of /proc/net/softnet_stat (packets the
+/// per-CPU input backlog refused: lost after a successful send, before any
+/// socket saw them).
+pub fn softnet_dropped() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter_map(|h| u64::from_str_radix(h, 16).ok())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// CPUs this process may run on.
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `ip ARGS`; the error says what failed and why.
+pub fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running `ip {}`: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`ip {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A network namespace of our own, deleted on drop (also after a panic).
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    /// Creates `NAME` = `urt-TAG-PID` and brings its loopback up.
+    pub fn create(tag: &str) -> Result<NetNs, String> {
+        let name = format!("urt-{tag}-{}", std::process::id());
+        // A namespace left by an earlier, killed run of this very pid: ours.
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name])?;
+        let ns = NetNs { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Runs `ip -n NAME ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    fn file(&self) -> io::Result<File> {
+        File::open(format!("/run/netns/{}", self.name))
+            .or_else(|_| File::open(format!("/var/run/netns/{}", self.name)))
+    }
+
+    /// Moves the calling thread (only) into the namespace: sockets it opens
+    /// afterwards belong there. Use a dedicated thread.
+    pub fn enter_current_thread(&self) -> io::Result<()> {
+        let f = self.file()?;
+        // SAFETY: setns on an open namespace file; affects this thread only.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Makes `cmd` run inside the namespace (setns in the child before exec),
+    /// so the child's pid is the program's own and signals reach it.
+    pub fn apply(&self, cmd: &mut Command) -> io::Result<()> {
+        let f = self.file()?;
+        // SAFETY: the closure only calls setns (async-signal-safe) on a
+        // descriptor that it owns; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!(
+                "warning: could not delete network namespace {}: {e}",
+                self.name
+            );
+        }
+    }
+}
+
+/// AUDIT_ARCH_* of the target (include/uapi/linux/audit.h).
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+#[cfg(target_arch = "riscv64")]
+const AUDIT_ARCH: u32 = 0xC000_00F3;
+
+/// Makes `cmd`'s child refuse system call `nr` with `errno` (a classic BPF
+/// seccomp filter installed after fork, before exec), everything else
+/// allowed, like a container runtime's seccomp profile does.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+pub fn refuse_syscall(cmd: &mut Command, nr: libc::c_long, errno: i32) {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const OFF_NR: u32 = 0; // offsetof(struct seccomp_data, nr)
+    const OFF_ARCH: u32 = 4; // offsetof(struct seccomp_data, arch)
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let prog_insns: [libc::sock_filter; 7] = [
+        ins(LD_W_ABS, 0, 0, OFF_ARCH),
+        ins(JEQ_K, 1, 0, AUDIT_ARCH),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), // another ABI: leave it alone
+        ins(LD_W_ABS, 0, 0, OFF_NR),
+        ins(JEQ_K, 0, 1, nr as u32),
+        ins(
+            RET_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
+        ),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure runs in the forked child before exec; it calls only
+    // prctl (async-signal-safe) with a program that lives in the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: prog_insns.len() as u16,
+                filter: prog_insns.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
