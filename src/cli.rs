@@ -198,14 +198,16 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
     out.join(",")
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+/// Seconds (fractions allowed), greater than 0.
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     match parse_secs_or_zero(s)? {
         d if d.is_zero() => Err("must be greater than 0".into()),
         d => Ok(d),
     }
 }
 
-fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
+/// Seconds (fractions allowed), 0 included.
+pub(crate) fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;

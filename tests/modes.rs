@@ -397,6 +397,12 @@ fn discard_counts_every_datagram_and_never_replies() {
             "{backend}: only the echo probes"
         );
         assert_no_other_reasons(&total, &["no_reply_discarded"]);
+        // Latency still works: one sample per consumed datagram and per echo.
+        assert_eq!(
+            total["latency_us"]["samples"].as_u64(),
+            Some(N + probes),
+            "{backend}: {total}"
+        );
     }
 }
 

@@ -59,7 +59,11 @@ use self::{
     header::{Phase, HEADER_LEN},
     tracker::Tracker,
 };
-use crate::{cli::CpuList, sys::loadgen::FlowSocket, Error};
+use crate::{
+    cli::{parse_secs, parse_secs_or_zero, CpuList},
+    sys::loadgen::FlowSocket,
+    Error,
+};
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8); IPv6 allows 20 more.
 const MAX_PAYLOAD_V4: usize = 65_507;
@@ -170,23 +174,6 @@ fn parse_size(s: &str) -> Result<usize, String> {
         ));
     }
     Ok(n)
-}
-
-fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !(0.0..=1e6).contains(&v) {
-        return Err(format!("'{s}' must be between 0 and 1e6 seconds"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    match parse_secs_or_zero(s)? {
-        d if d.is_zero() => Err("must be greater than 0".into()),
-        d => Ok(d),
-    }
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {

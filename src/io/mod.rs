@@ -22,9 +22,9 @@ use std::{
 use hdrhistogram::Histogram;
 
 use crate::{
-    reflect::{self, Mode, RxMeta, Verdict},
-    stats::{Counters, SharedCounters},
-    sys::{cmsg, socket},
+    reflect::{self, Mode, NoReply, RxMeta, Verdict},
+    stats::{record_latency, Counters, SharedCounters},
+    sys::{clock::realtime_ns, cmsg, socket},
 };
 
 /// Sizes every backend needs.
@@ -130,6 +130,12 @@ impl Engine {
         match reflect::reflect(s.mode, &meta, rx.payload, rx.len) {
             Verdict::NoReply(reason) => {
                 c.count_no_reply(reason);
+                if reason == NoReply::Discarded {
+                    // Discard mode: latency up to the point the datagram is consumed.
+                    if let Some(rx_ns) = control.rx_time_ns {
+                        record_latency(&mut self.latency, rx_ns, realtime_ns());
+                    }
+                }
                 false
             }
             Verdict::Reply(n) => {
