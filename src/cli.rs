@@ -98,6 +98,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     pub rcvbuf: Option<u32>,
 
+    /// Steer each datagram to the worker pinned to the CPU that processed it
+    /// in the kernel (SO_INCOMING_CPU, Linux >= 6.2), instead of the default
+    /// flow hash. Use with NIC queues whose interrupts (RSS, RPS) go to the
+    /// workers' CPUs: each packet then stays on one core end to end.
+    #[arg(long)]
+    pub incoming_cpu: bool,
+
     /// Stop by itself after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
@@ -242,6 +249,7 @@ pub struct ServeConfig {
     pub max_datagram: usize,
     pub buffers: u16,
     pub rcvbuf: Option<u32>,
+    pub incoming_cpu: bool,
     pub duration: Option<Duration>,
     pub stats_interval: Option<Duration>,
     pub json: bool,
@@ -333,6 +341,7 @@ impl ServeArgs {
             max_datagram: self.max_datagram as usize,
             buffers: self.buffers,
             rcvbuf: self.rcvbuf,
+            incoming_cpu: self.incoming_cpu,
             duration: self.duration,
             stats_interval,
             json: self.json,

@@ -54,12 +54,13 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         resolved.push((socket::claim_port(&l.addr)?, l.mode));
     }
     let mut per_worker: Vec<Vec<Socket>> = Vec::with_capacity(cfg.cpus.len());
-    for _ in &cfg.cpus {
+    for &cpu in &cfg.cpus {
         let mut socks = Vec::with_capacity(resolved.len());
         for (addr, mode) in &resolved {
             let opts = socket::ListenOptions {
                 rcvbuf: cfg.rcvbuf,
                 recv_ttl: mode.wants_ttl(),
+                incoming_cpu: cfg.incoming_cpu.then_some(cpu),
             };
             socks.push(Socket::new(socket::open_listener(addr, &opts)?, *mode));
         }

@@ -54,6 +54,7 @@ both_backends!(
     replies_leave_from_the_v6_address_asked,
     replies_leave_from_the_address_asked_in_a_netns,
     two_workers_answer_every_flow_and_share_them,
+    incoming_cpu_keeps_each_datagram_on_the_cpu_that_processed_it,
     every_datagram_is_counted_exactly_once,
     overflow_of_a_tiny_rcvbuf_is_counted_exactly,
     ring_stalls_are_waits_not_losses,
@@ -488,6 +489,83 @@ fn two_workers_answer_every_flow_and_share_them(backend: &'static str) {
     let total = (FLOWS * PER_FLOW) as u64;
     assert_eq!(counter(&s["total"], "rx_packets"), total, "{s}");
     assert_eq!(counter(&s["total"], "tx_packets"), total, "{s}");
+}
+
+/// With `--incoming-cpu`, SO_INCOMING_CPU overrides the flow hash: on
+/// loopback the kernel processes a datagram on the sender's CPU, so a client
+/// pinned to one worker's CPU reaches that worker only, whatever its flows.
+fn incoming_cpu_keeps_each_datagram_on_the_cpu_that_processed_it(backend: &'static str) {
+    if common::usable_cpus() < 2 {
+        skip("needs 2 usable CPUs for 2 workers");
+        return;
+    }
+    const FLOWS: usize = 64;
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--incoming-cpu",
+    ];
+    let Some(r) = start(backend, &args) else {
+        return;
+    };
+    let target = r.addr();
+    let cpus: Vec<usize> = r.listening["cpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap() as usize)
+        .collect();
+    // One pinned client per worker CPU, one after the other, each waiting
+    // for all its replies. Unequal counts per CPU: a flow hash spreading
+    // them could not give each worker exactly its CPU's share.
+    let per_flow = |i: usize| 3 - 2 * (i % 2);
+    for (i, &cpu) in cpus.iter().enumerate() {
+        let per = per_flow(i);
+        let answered = std::thread::spawn(move || {
+            assert!(core_affinity::set_for_current(core_affinity::CoreId {
+                id: cpu
+            }));
+            let flows: Vec<UdpSocket> = (0..FLOWS)
+                .map(|_| {
+                    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    s.connect(target).unwrap();
+                    s
+                })
+                .collect();
+            let mut buf = [0u8; 64];
+            let mut answered = 0;
+            for s in &flows {
+                for k in 0..per {
+                    s.send(&[k as u8; 16]).unwrap();
+                }
+                for _ in 0..per {
+                    answered += usize::from(recv_within(s, &mut buf, REPLY_TIMEOUT).is_some());
+                }
+            }
+            answered
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            answered,
+            FLOWS * per,
+            "[{backend}] client on cpu {cpu}"
+        );
+    }
+    let s = stop_and_summarise(r);
+    for w in s["workers"].as_array().unwrap() {
+        let i = cpus
+            .iter()
+            .position(|&c| c as u64 == w["cpu"].as_u64().unwrap())
+            .unwrap();
+        assert_eq!(
+            counter(w, "rx_packets"),
+            (FLOWS * per_flow(i)) as u64,
+            "[{backend}] each worker gets exactly the datagrams sent from its cpu: {s}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -17,7 +17,13 @@ pub struct ListenOptions {
     pub rcvbuf: Option<u32>,
     /// Ask for the received TTL / hop limit on every datagram.
     pub recv_ttl: bool,
+    /// SO_INCOMING_CPU: prefer this socket, within its SO_REUSEPORT group,
+    /// for packets the kernel processed on this CPU.
+    pub incoming_cpu: Option<usize>,
 }
+
+/// SO_INCOMING_CPU from include/uapi/asm-generic/socket.h (not in libc).
+const SO_INCOMING_CPU: i32 = 49;
 
 fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     syscall!(setsockopt(
@@ -132,6 +138,11 @@ pub fn open_listener(addr: &SocketAddr, opts: &ListenOptions) -> Result<OwnedFd,
         }
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+        if let Some(cpu) = opts.incoming_cpu {
+            // Before bind: a reuseport group notes at join time that some
+            // member steers by CPU (net/core/sock_reuseport.c).
+            setsockopt_int(fd, libc::SOL_SOCKET, SO_INCOMING_CPU, cpu as i32)?;
+        }
         if let Some(bytes) = opts.rcvbuf {
             // The kernel doubles the request and clamps it at net.core.rmem_max
             // unless forced; the reporter prints what was granted.
