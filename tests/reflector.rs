@@ -548,11 +548,7 @@ fn incoming_cpu_keeps_each_datagram_on_the_cpu_that_processed_it(backend: &'stat
         })
         .join()
         .unwrap();
-        assert_eq!(
-            answered,
-            FLOWS * per,
-            "[{backend}] client on cpu {cpu}"
-        );
+        assert_eq!(answered, FLOWS * per, "[{backend}] client on cpu {cpu}");
     }
     let s = stop_and_summarise(r);
     for w in s["workers"].as_array().unwrap() {
