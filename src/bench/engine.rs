@@ -11,11 +11,17 @@
 //! Every loop reads the clock and stops by itself: senders at the end of the
 //! run, receivers once every datagram sent is received or timed out (the
 //! drain, at most `--timeout` long), everyone at once on a second signal.
+//!
+//! With `--stamp` the datagrams are STAMP test packets (`stamp.rs`): the
+//! same threads and trackers, another encoder and another check.
 
 use std::{
     io,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed},
+        atomic::{
+            AtomicBool, AtomicU64, AtomicU8,
+            Ordering::{Acquire, Relaxed, Release},
+        },
         mpsc, Arc, Mutex,
     },
     thread,
@@ -26,10 +32,17 @@ use hdrhistogram::Histogram;
 
 use super::{
     header::{template, Expect, Header, Phase, Reject, FLAG_WARMUP},
+    stamp::{self, StampDelays},
     tracker::{room, Echo, PhaseCounts, Record, Tracker},
     Config, Load,
 };
-use crate::sys::loadgen::{FlowSocket, PollSet, RecvBatch, SendBatch};
+use crate::{
+    reflect::stamp::encode_sender,
+    sys::{
+        clock::realtime_ns,
+        loadgen::{FlowSocket, PollSet, RecvBatch, SendBatch},
+    },
+};
 
 /// Run state, raised by the main thread: senders stop at [`STOP_SENDING`],
 /// everyone stops at [`ABORT`] (what is outstanding is counted lost).
@@ -44,14 +57,41 @@ pub struct Shared {
     pub state: AtomicU8,
     /// Set once by the first thread to turn GSO off.
     gso_refused: AtomicBool,
+    /// By flow id: the flow's first measured-phase sequence (`u64::MAX`
+    /// until it is sent). STAMP packets carry no warmup flag; phases are
+    /// prefixes of each flow's sequence, so this tells them apart.
+    measured_from: Vec<AtomicU64>,
 }
 
 impl Shared {
-    pub fn new() -> Shared {
+    pub fn new(flows: usize) -> Shared {
         Shared {
             epoch: Instant::now(),
             state: AtomicU8::new(RUNNING),
             gso_refused: AtomicBool::new(false),
+            measured_from: (0..flows).map(|_| AtomicU64::new(u64::MAX)).collect(),
+        }
+    }
+
+    /// The phase sequence `seq` of flow `flow` was sent in, for datagrams
+    /// that do not say. The sender stores the boundary (Release) before the
+    /// `sendmmsg` of its first measured datagram, and a reply is read only
+    /// after that send: the kernel's socket queue locks on the way order
+    /// the store before the receiver's load.
+    pub fn phase_of(&self, flow: u16, seq: u64) -> Phase {
+        match self.measured_from.get(usize::from(flow)) {
+            Some(b) if seq >= b.load(Acquire) => Phase::Measured,
+            _ => Phase::Warmup,
+        }
+    }
+
+    /// Notes that flow `flow` sends measured-phase datagrams from `seq` on
+    /// (only the first call per flow counts).
+    fn measuring_from(&self, flow: u16, seq: u64) {
+        if let Some(b) = self.measured_from.get(usize::from(flow)) {
+            if b.load(Relaxed) == u64::MAX {
+                b.store(seq, Release);
+            }
         }
     }
 
@@ -71,17 +111,44 @@ pub struct Live {
     pub sent: AtomicU64,
     pub received: AtomicU64,
     pub lost: AtomicU64,
-    /// Round-trip times of measured-phase echoes, in nanoseconds.
-    pub rtt: Mutex<Histogram<u64>>,
+    pub latency: Mutex<Latency>,
 }
 
 impl Live {
-    pub fn new(rtt_high_ns: u64) -> Live {
+    pub fn new(cfg: &Config) -> Live {
         Live {
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             lost: AtomicU64::new(0),
-            rtt: Mutex::new(new_histogram(rtt_high_ns)),
+            latency: Mutex::new(Latency::new(cfg)),
+        }
+    }
+}
+
+/// The delay distributions of measured-phase echoes, in nanoseconds.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// Round-trip times: send stamp to read (CLOCK_MONOTONIC); with
+    /// `--stamp`, (T4 − T1) − (T3 − T2).
+    pub rtt: Histogram<u64>,
+    /// With `--stamp`: one-way delays and the reflector's residence time.
+    pub stamp: Option<StampDelays>,
+}
+
+impl Latency {
+    pub fn new(cfg: &Config) -> Latency {
+        Latency {
+            rtt: new_histogram(cfg.rtt_high_ns()),
+            stamp: cfg.stamp.then(|| StampDelays::new(cfg.rtt_high_ns())),
+        }
+    }
+
+    /// Adds `o`, which has the same bounds and kind.
+    pub fn add(&mut self, o: &Latency) {
+        // Same bounds everywhere, so adding cannot fail.
+        let _ = self.rtt.add(&o.rtt);
+        if let (Some(a), Some(b)) = (&mut self.stamp, &o.stamp) {
+            a.add(b);
         }
     }
 }
@@ -183,7 +250,7 @@ pub fn start(cfg: &Config, flows: Vec<Flow>, shared: &Arc<Shared>) -> io::Result
         lives: Vec::new(),
     };
     for (g, flows) in grouped.into_iter().enumerate() {
-        let live = Arc::new(Live::new(cfg.rtt_high_ns()));
+        let live = Arc::new(Live::new(cfg));
         engine.lives.push(live.clone());
         match cfg.load {
             Load::Window(window) => {
@@ -201,7 +268,7 @@ pub fn start(cfg: &Config, flows: Vec<Flow>, shared: &Arc<Shared>) -> io::Result
                 let (tx, rx) = mpsc::channel();
                 let share = flows.len() as f64 / cfg.flows as f64;
                 let pps = (rate > 0).then_some(rate as f64 * share);
-                let rx_live = Arc::new(Live::new(cfg.rtt_high_ns()));
+                let rx_live = Arc::new(Live::new(cfg));
                 engine.lives.push(rx_live.clone());
                 let (c, s, f, sw) = (cfg.clone(), shared.clone(), flows.clone(), swept.clone());
                 engine
@@ -247,6 +314,8 @@ struct Sender {
     max: usize,
     batch: SendBatch,
     run: u32,
+    /// STAMP test packets instead of bench headers.
+    stamp: bool,
 }
 
 impl Sender {
@@ -254,7 +323,13 @@ impl Sender {
         let segments = cfg.gso_segments.unwrap_or(1);
         let max = cfg.batch;
         let mut buf = Vec::with_capacity(max * cfg.size);
-        let t = template(cfg.size);
+        // STAMP padding is zeros: RFC 8762 gives it no pattern, and an RFC
+        // 8972 reflector may read it as TLVs.
+        let t = if cfg.stamp {
+            vec![0; cfg.size]
+        } else {
+            template(cfg.size)
+        };
         for _ in 0..max {
             buf.extend_from_slice(&t);
         }
@@ -266,12 +341,13 @@ impl Sender {
             max,
             batch: SendBatch::new(max.div_ceil(segments)),
             run: cfg.run,
+            stamp: cfg.stamp,
         }
     }
 
     /// Sends up to `n` datagrams on `flow`, sequences from `seq`, stamped
-    /// `sent_ns`. Returns how many the kernel accepted (GSO segments
-    /// counted one by one).
+    /// `sent_ns` (STAMP packets: T1 is CLOCK_REALTIME, read here). Returns
+    /// how many the kernel accepted (GSO segments counted one by one).
     fn send(
         &mut self,
         flow: &Flow,
@@ -282,20 +358,31 @@ impl Sender {
         shared: &Shared,
     ) -> io::Result<usize> {
         let n = n.min(self.max);
-        let flags = if phase == Phase::Warmup {
-            FLAG_WARMUP
-        } else {
-            0
-        };
-        for (i, d) in self.buf.chunks_mut(self.size).take(n).enumerate() {
-            Header {
-                run: self.run,
-                flags,
-                flow: flow.id,
-                seq: seq + i as u64,
-                sent_ns,
+        if self.stamp {
+            if phase == Phase::Measured {
+                shared.measuring_from(flow.id, seq);
             }
-            .encode(d);
+            let t1_ns = realtime_ns();
+            for (i, d) in self.buf.chunks_mut(self.size).take(n).enumerate() {
+                // The wire's sequence is 32 bits; receivers unwrap it.
+                let _ = encode_sender((seq + i as u64) as u32, t1_ns, d);
+            }
+        } else {
+            let flags = if phase == Phase::Warmup {
+                FLAG_WARMUP
+            } else {
+                0
+            };
+            for (i, d) in self.buf.chunks_mut(self.size).take(n).enumerate() {
+                Header {
+                    run: self.run,
+                    flags,
+                    flow: flow.id,
+                    seq: seq + i as u64,
+                    sent_ns,
+                }
+                .encode(d);
+            }
         }
         let bytes = &self.buf[..n * self.size];
         if shared.gso_refused() {
@@ -336,6 +423,8 @@ impl Sender {
 struct Receiver {
     batch: RecvBatch,
     expect: Expect,
+    /// Datagram length sent (STAMP replies are checked against it).
+    size: usize,
     polls: PollSet,
     totals: Totals,
 }
@@ -345,6 +434,7 @@ impl Receiver {
         Receiver {
             batch: RecvBatch::new(cfg.rx_slots(), cfg.size),
             expect: Expect::new(cfg.run, cfg.size),
+            size: cfg.size,
             polls: PollSet::new(flows.iter().map(|f| &*f.sock)),
             totals: Totals::default(),
         }
@@ -370,7 +460,8 @@ impl Receiver {
                 return;
             }
         }
-        let mut rtt = live.rtt.lock().unwrap_or_else(|p| p.into_inner());
+        let mut latency = live.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let Latency { rtt, stamp } = &mut *latency;
         for (i, (flow, tracker)) in flows.iter().zip(trackers.iter_mut()).enumerate() {
             if !self.polls.ready(i) {
                 continue;
@@ -389,6 +480,38 @@ impl Receiver {
                 }
                 let now = shared.now_ns();
                 tracker.sweep(now);
+                if let Some(stamp) = stamp {
+                    // T4: the same clock as T1, read once per batch, as `now`.
+                    let t4_ns = realtime_ns();
+                    for j in 0..n {
+                        let (d, truncated) = self.batch.datagram(j);
+                        self.totals.echoes += 1;
+                        let r = match stamp::check(d, truncated, self.size) {
+                            Ok(r) => r,
+                            Err(Reject::Invalid) => {
+                                self.totals.invalid += 1;
+                                continue;
+                            }
+                            Err(Reject::Corrupt) => {
+                                self.totals.corrupt += 1;
+                                continue;
+                            }
+                        };
+                        let Some(seq) = stamp::unwrap_seq(r.sender_seq, tracker.swept()) else {
+                            self.totals.corrupt += 1;
+                            continue;
+                        };
+                        let phase = shared.phase_of(flow.id, seq);
+                        match tracker.on_echo(seq, phase) {
+                            Echo::Received { .. } if phase == Phase::Measured => {
+                                stamp.record(&r, t4_ns, rtt);
+                            }
+                            Echo::Unknown => self.totals.corrupt += 1,
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
                 for j in 0..n {
                     let (d, truncated) = self.batch.datagram(j);
                     self.totals.echoes += 1;

@@ -37,11 +37,27 @@
 //! (`local_drops`: echoes bench's own sockets dropped, queue full) once
 //! every reply has arrived; a reply still queued when bench stops reading
 //! is in neither. Without loss, `received + warmup_received == tx_packets`.
+//!
+//! # `--stamp`
+//!
+//! bench speaks STAMP (RFC 8762) as an unauthenticated Session-Sender
+//! instead (`stamp.rs`): every counter above keeps its meaning, each flow is
+//! one STAMP session (one source port) numbered from 0, and a reply that is
+//! not a STAMP reflection of one of our packets is `invalid` (an echo of it
+//! included). `rtt_us` becomes (T4 − T1) − (T3 − T2), the round trip
+//! without the reflector's residence time, and bench adds `forward_us`
+//! (T2 − T1), `reverse_us` (T4 − T3) and `residence_us` (T3 − T2). T1 (read
+//! just before each `sendmmsg`) and T4 (read when the reply is read, like
+//! the echo mode's RTT end) are CLOCK_REALTIME; T2 and T3 are the
+//! reflector's. On one host the clocks are one; across hosts the one-way
+//! delays are only as good as the clocks' synchronisation, and a negative
+//! one is counted (`negative`) and recorded as 0.
 
 mod engine;
 mod header;
 mod hgrm;
 mod report;
+mod stamp;
 mod tracker;
 
 use std::{
@@ -78,7 +94,8 @@ const RCVBUF: u32 = 4 << 20;
 /// Flags of `bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Echo server to drive, ADDR:PORT (e.g. `127.0.0.1:7007` or `[::1]:7007`).
+    /// Echo server to drive (with --stamp: STAMP session-reflector),
+    /// ADDR:PORT (e.g. `127.0.0.1:7007` or `[::1]:7007`).
     #[arg(long, value_name = "ADDR:PORT")]
     pub target: SocketAddr,
 
@@ -88,10 +105,12 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub flows: u16,
 
-    /// UDP payload bytes per datagram, at least the 32-byte bench header.
-    #[arg(long, value_name = "BYTES", default_value_t = 64, allow_negative_numbers = true,
+    /// UDP payload bytes per datagram: at least the 32-byte bench header
+    /// (default 64), or with --stamp at least the 44-byte STAMP packet
+    /// (default 44).
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true,
           value_parser = parse_size)]
-    pub size: usize,
+    pub size: Option<usize>,
 
     /// Seconds to measure (fractions allowed), after the warmup.
     #[arg(long, value_name = "SECS", default_value = "5", allow_negative_numbers = true,
@@ -156,24 +175,54 @@ pub struct BenchArgs {
     /// percentile text format (.hgrm, microseconds), for its plotter.
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+
+    /// Speak STAMP (RFC 8762) as an unauthenticated Session-Sender, to any
+    /// STAMP Session-Reflector (such as `udp-reflector serve --mode stamp`,
+    /// port 862). Each flow is one session, its sequence numbers from 0.
+    /// Reports one-way delays, forward T2-T1 and reverse T4-T3, and the
+    /// reflector's residence time T3-T2; the RTT becomes (T4-T1)-(T3-T2).
+    /// T1 and T4 are this host's CLOCK_REALTIME, T2 and T3 the reflector's:
+    /// across hosts, one-way delays need synchronised clocks. Packets are
+    /// 44 bytes unless --size asks for more (zero padding).
+    #[arg(long)]
+    pub stamp: bool,
 }
 
+/// The number and the upper bound; the lower bound depends on --stamp and
+/// is checked in [`BenchArgs::validate`].
 fn parse_size(s: &str) -> Result<usize, String> {
     let n: usize = s
         .parse()
         .map_err(|_| format!("'{s}' is not a number of bytes"))?;
-    if n < HEADER_LEN {
-        return Err(format!(
-            "{n} is smaller than the {HEADER_LEN}-byte bench header (magic, run, flow, sequence, \
-             send time); use {HEADER_LEN} to {MAX_PAYLOAD_V6}"
-        ));
-    }
     if n > MAX_PAYLOAD_V6 {
         return Err(format!(
             "{n} is larger than a UDP datagram can carry; use {HEADER_LEN} to {MAX_PAYLOAD_V6}"
         ));
     }
     Ok(n)
+}
+
+/// The `--size` in effect, or why it cannot be.
+fn check_size(size: Option<usize>, stamp: bool) -> Result<usize, String> {
+    let (min, what) = if stamp {
+        (
+            stamp::STAMP_LEN,
+            "STAMP test packet (RFC 8762, unauthenticated)",
+        )
+    } else {
+        (
+            HEADER_LEN,
+            "bench header (magic, run, flow, sequence, send time)",
+        )
+    };
+    match size {
+        None if stamp => Ok(stamp::STAMP_LEN),
+        None => Ok(64),
+        Some(n) if n < min => Err(format!(
+            "{n} is smaller than the {min}-byte {what}; use {min} to {MAX_PAYLOAD_V6}"
+        )),
+        Some(n) => Ok(n),
+    }
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -199,6 +248,7 @@ pub enum Load {
 pub struct Config {
     pub target: SocketAddr,
     pub flows: usize,
+    /// Bytes per datagram.
     pub size: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -218,6 +268,8 @@ pub struct Config {
     pub tracker_log2: u32,
     /// Random per run, in every header.
     pub run: u32,
+    /// STAMP Session-Sender instead of bench headers.
+    pub stamp: bool,
 }
 
 impl BenchArgs {
@@ -229,12 +281,15 @@ impl BenchArgs {
                 reason: "port 0 cannot be sent to".into(),
             });
         }
-        if self.target.is_ipv4() && self.size > MAX_PAYLOAD_V4 {
+        let size = check_size(self.size, self.stamp).map_err(|reason| Error::Invalid {
+            flag: "--size",
+            reason,
+        })?;
+        if self.target.is_ipv4() && size > MAX_PAYLOAD_V4 {
             return Err(Error::Invalid {
                 flag: "--size",
                 reason: format!(
-                    "{} is larger than an IPv4 UDP datagram can carry (at most {MAX_PAYLOAD_V4})",
-                    self.size
+                    "{size} is larger than an IPv4 UDP datagram can carry (at most {MAX_PAYLOAD_V4})"
                 ),
             });
         }
@@ -267,16 +322,13 @@ impl BenchArgs {
             Load::Window(_) => ncpus,
         }
         .min(flows);
-        let batch = (self.batch as usize)
-            .min(MAX_BATCH_BYTES / self.size)
-            .max(1);
+        let batch = (self.batch as usize).min(MAX_BATCH_BYTES / size).max(1);
         let gso_segments = self
             .gso
-            .then(|| batch.min(MAX_GSO_SEGMENTS).min(MAX_PAYLOAD_V4 / self.size));
+            .then(|| batch.min(MAX_GSO_SEGMENTS).min(MAX_PAYLOAD_V4 / size));
         if gso_segments == Some(1) {
             eprintln!(
-                "bench: --gso has no effect here: a train of {}-byte datagrams holds only one (batch {batch})",
-                self.size
+                "bench: --gso has no effect here: a train of {size}-byte datagrams holds only one (batch {batch})"
             );
         }
         let gso_segments = gso_segments.filter(|&s| s > 1);
@@ -297,7 +349,7 @@ impl BenchArgs {
         Ok(Config {
             target: self.target,
             flows,
-            size: self.size,
+            size,
             duration: self.duration,
             warmup: self.warmup,
             timeout: self.timeout,
@@ -311,6 +363,7 @@ impl BenchArgs {
             hgrm: self.hgrm.clone(),
             tracker_log2,
             run: run_id(),
+            stamp: self.stamp,
         })
     }
 }
@@ -401,17 +454,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
             sock: s.clone(),
         })
         .collect::<Vec<_>>();
-    let shared = Arc::new(Shared::new());
+    let shared = Arc::new(Shared::new(cfg.flows));
     let engine =
         engine::start(&cfg, flows, &shared).map_err(|e| Error::io("starting a bench thread", e))?;
     let stopped_at = supervise(&cfg, &engine, &shared);
     let lives = engine.lives.clone();
     let totals = engine.join();
-    let mut rtt = engine::new_histogram(cfg.rtt_high_ns());
+    let mut latency = engine::Latency::new(&cfg);
     for live in &lives {
-        let h = live.rtt.lock().unwrap_or_else(|p| p.into_inner());
-        // Same bounds everywhere, so adding cannot fail.
-        let _ = rtt.add(&*h);
+        latency.add(&live.latency.lock().unwrap_or_else(|p| p.into_inner()));
     }
     let local_drops = socks
         .iter()
@@ -424,7 +475,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     let r = report::Report {
         cfg: &cfg,
         totals: &totals,
-        rtt: &rtt,
+        latency: &latency,
         measured,
         local_drops,
         gso: cfg.gso_segments.is_some() && !shared.gso_refused(),
@@ -437,7 +488,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     }
     if let Some(mut f) = hgrm {
         use std::io::Write;
-        f.write_all(hgrm::percentile_distribution(&rtt, 1000.0).as_bytes())
+        f.write_all(hgrm::percentile_distribution(&latency.rtt, 1000.0).as_bytes())
             .map_err(|e| Error::io("writing the --hgrm file", e))?;
     }
     Ok(())
@@ -519,13 +570,26 @@ mod tests {
         assert_eq!((c.groups, c.gso_segments, c.live), (1, None, true));
         assert!(!config(&["--json"]).live, "--json keeps stderr quiet");
         assert_eq!(config(&["--rate", "0"]).load, Load::Rate(0));
+        assert!(!c.stamp);
+    }
+
+    #[test]
+    fn stamp_packets_are_44_bytes_unless_asked_for_more() {
+        let c = config(&["--stamp"]);
+        assert_eq!((c.stamp, c.size), (true, 44));
+        assert_eq!(config(&["--stamp", "--size", "44"]).size, 44);
+        assert_eq!(config(&["--stamp", "--size", "1000"]).size, 1000);
+        assert_eq!(
+            config(&["--size", "40"]).size,
+            40,
+            "without --stamp, 32 suffice"
+        );
     }
 
     #[test]
     fn bad_values_name_their_flag() {
         for (args, flag) in [
-            (&["--size", "31"][..], "--size"),
-            (&["--size", "65528"], "--size"),
+            (&["--size", "65528"][..], "--size"),
             (&["--flows", "0"], "--flows"),
             (&["--flows", "1025"], "--flows"),
             (&["--window", "0"], "--window"),
@@ -541,9 +605,21 @@ mod tests {
                 .unwrap_or_else(|| panic!("{args:?} accepted"));
             assert!(e.contains(flag), "{args:?}: {e}");
         }
-        assert!(parse(&["--size", "1"])
-            .unwrap_err()
-            .contains("32-byte bench header"));
+        let small = |args: &[&str]| {
+            parse(args)
+                .unwrap()
+                .validate(false)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = small(&["--size", "31"]);
+        assert!(
+            e.contains("--size") && e.contains("32-byte bench header"),
+            "{e}"
+        );
+        let e = small(&["--stamp", "--size", "43"]);
+        assert!(e.contains("--size") && e.contains("44-byte STAMP"), "{e}");
+        assert!(parse(&["--size", "x"]).unwrap_err().contains("--size"));
         let too_big = parse(&["--size", "65520"])
             .unwrap()
             .validate(false)

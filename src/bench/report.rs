@@ -11,8 +11,9 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use super::{
-    engine::{Engine, Shared, Totals},
+    engine::{Engine, Latency, Shared, Totals},
     header::Phase,
+    stamp::Signed,
     Config, Load,
 };
 
@@ -25,12 +26,21 @@ const QUANTILES: [(&str, f64); 5] = [
     ("p9999", 0.9999),
 ];
 
+/// The quantiles of the text report, with their labels.
+const TEXT_QUANTILES: [(&str, f64); 5] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("p99.99", 0.9999),
+];
+
 /// Everything the final report needs.
 pub struct Report<'a> {
     pub cfg: &'a Config,
     pub totals: &'a Totals,
-    /// Round-trip times of received measured-phase datagrams, nanoseconds.
-    pub rtt: &'a Histogram<u64>,
+    /// Delays of received measured-phase datagrams, nanoseconds.
+    pub latency: &'a Latency,
     /// How long sending was measured (shorter than --duration if interrupted).
     pub measured: Duration,
     /// Datagrams bench's own sockets dropped (receive queue full).
@@ -42,6 +52,43 @@ pub struct Report<'a> {
 
 fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
+}
+
+/// A distribution as JSON, microseconds: count, min, mean, stdev, the
+/// [`QUANTILES`], max (null when empty), and `negative` if given.
+fn distribution(h: &Histogram<u64>, negative: Option<u64>) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("count".into(), json!(h.len()));
+    let empty = h.is_empty();
+    let stat = |v: f64| if empty { Value::Null } else { json!(v) };
+    o.insert("min".into(), stat(us(h.min())));
+    o.insert("mean".into(), stat(h.mean() / 1000.0));
+    o.insert("stdev".into(), stat(h.stdev() / 1000.0));
+    for (name, q) in QUANTILES {
+        o.insert(name.into(), stat(us(h.value_at_quantile(q))));
+    }
+    o.insert("max".into(), stat(us(h.max())));
+    if let Some(n) = negative {
+        o.insert("negative".into(), json!(n));
+    }
+    Value::Object(o)
+}
+
+fn signed(d: Option<&Signed>) -> Value {
+    d.map_or(Value::Null, |d| distribution(&d.hist, Some(d.negative)))
+}
+
+/// One line of percentiles, or `none` if `h` is empty.
+fn text_line(o: &mut String, label: &str, h: &Histogram<u64>, none: &str) {
+    if h.is_empty() {
+        let _ = writeln!(o, "  {label:<10} {none}");
+        return;
+    }
+    let _ = write!(o, "  {label:<10}");
+    for (name, q) in TEXT_QUANTILES {
+        let _ = write!(o, " {name} {:.1}", us(h.value_at_quantile(q)));
+    }
+    let _ = writeln!(o, " max {:.1}", us(h.max()));
 }
 
 impl Report<'_> {
@@ -63,23 +110,15 @@ impl Report<'_> {
     pub fn json(&self) -> Value {
         let m = &self.totals.counts[Phase::Measured as usize];
         let w = &self.totals.counts[Phase::Warmup as usize];
-        let mut rtt = serde_json::Map::new();
-        rtt.insert("count".into(), json!(self.rtt.len()));
-        let empty = self.rtt.is_empty();
-        let stat = |v: f64| if empty { Value::Null } else { json!(v) };
-        rtt.insert("min".into(), stat(us(self.rtt.min())));
-        rtt.insert("mean".into(), stat(self.rtt.mean() / 1000.0));
-        rtt.insert("stdev".into(), stat(self.rtt.stdev() / 1000.0));
-        for (name, q) in QUANTILES {
-            rtt.insert(name.into(), stat(us(self.rtt.value_at_quantile(q))));
-        }
-        rtt.insert("max".into(), stat(us(self.rtt.max())));
+        let stamp = self.latency.stamp.as_ref();
+        let rtt = distribution(&self.latency.rtt, stamp.map(|s| s.rtt_negative));
         let (mode, rate, window) = match self.cfg.load {
             Load::Rate(r) => ("open", json!(r), Value::Null),
             Load::Window(n) => ("closed", Value::Null, json!(n)),
         };
         json!({
             "target": self.cfg.target.to_string(),
+            "protocol": if self.cfg.stamp { "stamp" } else { "echo" },
             "flows": self.cfg.flows,
             "size": self.cfg.size,
             "mode": mode,
@@ -116,6 +155,9 @@ impl Report<'_> {
             "bps_sent": self.bps(m.sent),
             "bps_received": self.bps(m.received),
             "rtt_us": rtt,
+            "forward_us": signed(stamp.map(|s| &s.forward)),
+            "reverse_us": signed(stamp.map(|s| &s.reverse)),
+            "residence_us": signed(stamp.map(|s| &s.residence)),
         })
     }
 
@@ -132,8 +174,9 @@ impl Report<'_> {
         };
         let _ = writeln!(
             o,
-            "bench {}: {} flow{}, {}-byte payloads, {load}{}, {:.3} s measured{}",
+            "bench {}{}: {} flow{}, {}-byte payloads, {load}{}, {:.3} s measured{}",
             cfg.target,
+            if cfg.stamp { " (STAMP)" } else { "" },
             cfg.flows,
             if cfg.flows == 1 { "" } else { "s" },
             cfg.size,
@@ -173,20 +216,43 @@ impl Report<'_> {
             "  {:<10} duplicates {}, reordered {}, corrupt {}, invalid {}",
             "anomalies", m.duplicates, m.reordered, self.totals.corrupt, self.totals.invalid
         );
-        if self.rtt.is_empty() {
-            let _ = writeln!(o, "  {:<10} no echo received", "rtt");
-        } else {
-            let _ = write!(o, "  {:<10}", "rtt (us)");
-            for (name, q) in [
-                ("p50", 0.5),
-                ("p90", 0.9),
-                ("p99", 0.99),
-                ("p99.9", 0.999),
-                ("p99.99", 0.9999),
+        text_line(&mut o, "rtt (us)", &self.latency.rtt, "no echo received");
+        if let Some(s) = &self.latency.stamp {
+            for (label, d) in [
+                ("fwd (us)", &s.forward),
+                ("rev (us)", &s.reverse),
+                ("res (us)", &s.residence),
             ] {
-                let _ = write!(o, " {name} {:.1}", us(self.rtt.value_at_quantile(q)));
+                text_line(&mut o, label, &d.hist, "-");
             }
-            let _ = writeln!(o, " max {:.1}", us(self.rtt.max()));
+            let _ = writeln!(
+                o,
+                "  {:<10} rtt = (T4-T1)-(T3-T2); fwd = T2-T1, rev = T4-T3 (one-way: across hosts \
+                 only as good as the clocks' sync); res = T3-T2 (in the reflector)",
+                "STAMP"
+            );
+            for (what, n) in [
+                ("forward delays", s.forward.negative),
+                ("reverse delays", s.reverse.negative),
+                ("residence times", s.residence.negative),
+                ("round trips", s.rtt_negative),
+            ] {
+                if n > 0 {
+                    let _ = writeln!(
+                        o,
+                        "  note: {n} {what} came out negative and count as 0: the two clocks \
+                         disagree (or one stepped)"
+                    );
+                }
+            }
+            if m.received + w.received == 0 && self.totals.invalid > 0 {
+                let _ = writeln!(
+                    o,
+                    "  note: no reply was a STAMP reflector packet answering ours: is {} a STAMP \
+                     session-reflector? (an echo server returns the sender packet unchanged)",
+                    cfg.target
+                );
+            }
         }
         if w.sent > 0 {
             let _ = writeln!(
@@ -268,11 +334,11 @@ impl LiveLine {
             sent += live.sent.load(Relaxed);
             received += live.received.load(Relaxed);
             lost += live.lost.load(Relaxed);
-            let h = live.rtt.lock().unwrap_or_else(|p| p.into_inner());
+            let l = live.latency.lock().unwrap_or_else(|p| p.into_inner());
             match &mut merged {
-                None => merged = Some(h.clone()),
+                None => merged = Some(l.rtt.clone()),
                 Some(m) => {
-                    let _ = m.add(&*h);
+                    let _ = m.add(&l.rtt);
                 }
             }
         }
@@ -313,7 +379,7 @@ impl LiveLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{engine::new_histogram, BenchArgs};
+    use crate::bench::BenchArgs;
     use clap::Parser;
 
     #[derive(Parser)]
@@ -345,14 +411,14 @@ mod tests {
             late: 1,
         };
         totals.counts[Phase::Warmup as usize].sent = 5;
-        let mut rtt = new_histogram(cfg.rtt_high_ns());
+        let mut latency = Latency::new(&cfg);
         for v in 1..=1990u64 {
-            rtt.record(v * 100).unwrap();
+            latency.rtt.record(v * 100).unwrap();
         }
         let r = Report {
             cfg: &cfg,
             totals: &totals,
-            rtt: &rtt,
+            latency: &latency,
             measured: Duration::from_secs(2),
             local_drops: 0,
             gso: false,
@@ -390,20 +456,83 @@ mod tests {
         }
         let p50 = j["rtt_us"]["p50"].as_f64().unwrap();
         assert!((99.0..=100.0).contains(&p50), "{p50}");
+        assert_eq!(j["protocol"], "echo");
+        for k in ["forward_us", "reverse_us", "residence_us"] {
+            assert!(j[k].is_null(), "{k} is STAMP's: {j}");
+        }
+        assert!(j["rtt_us"].get("negative").is_none());
         let text = r.text();
         assert!(text.contains("p99.99"), "{text}");
         assert!(text.contains("(0.5000%)"), "{text}");
+        assert!(!text.contains("fwd"), "{text}");
+    }
+
+    #[test]
+    fn stamp_reports_one_way_delays_and_residence() {
+        use crate::reflect::stamp::{decode_reflected, encode_sender, reflect};
+        let cfg = config(&["--stamp", "--window", "1"]);
+        let mut totals = Totals::default();
+        totals.counts[Phase::Measured as usize].sent = 100;
+        totals.counts[Phase::Measured as usize].received = 100;
+        let mut latency = Latency::new(&cfg);
+        let t1 = 1_700_000_000_000_000_000u64;
+        for i in 0..100u64 {
+            let mut d = [0u8; 44];
+            encode_sender(i as u32, t1, &mut d).unwrap();
+            let meta = crate::reflect::RxMeta {
+                rx_time_ns: Some(t1 + 10_000 + i),
+                ttl: None,
+            };
+            reflect(&meta, &mut d, 44, t1 + 12_000 + i);
+            let r = decode_reflected(&d).unwrap();
+            let Latency { rtt, stamp } = &mut latency;
+            stamp.as_mut().unwrap().record(&r, t1 + 20_000 + i, rtt);
+        }
+        let r = Report {
+            cfg: &cfg,
+            totals: &totals,
+            latency: &latency,
+            measured: Duration::from_secs(1),
+            local_drops: 0,
+            gso: false,
+            interrupted: false,
+        };
+        let j = r.json();
+        assert_eq!(
+            (j["protocol"].as_str(), j["size"].as_u64()),
+            (Some("stamp"), Some(44))
+        );
+        let p50 = |k: &str| j[k]["p50"].as_f64().unwrap();
+        assert!((10.0..=10.1).contains(&p50("forward_us")), "{j}");
+        assert!((8.0..=8.01).contains(&p50("reverse_us")), "{j}");
+        assert!((2.0..=2.01).contains(&p50("residence_us")), "{j}");
+        assert!(
+            (18.0..=18.2).contains(&p50("rtt_us")),
+            "residence removed: {j}"
+        );
+        for k in ["forward_us", "reverse_us", "residence_us", "rtt_us"] {
+            for q in ["p50", "p90", "p99", "p999", "p9999", "max", "min", "mean"] {
+                assert!(j[k][q].as_f64().is_some(), "{k}.{q}: {j}");
+            }
+            assert_eq!(j[k]["count"], 100, "{k}");
+            assert_eq!(j[k]["negative"], 0, "{k}");
+        }
+        let text = r.text();
+        for w in ["(STAMP)", "fwd (us)", "rev (us)", "res (us)", "T4-T1"] {
+            assert!(text.contains(w), "{w}: {text}");
+        }
+        assert!(!text.contains("note:"), "{text}");
     }
 
     #[test]
     fn an_empty_histogram_reports_null_percentiles() {
         let cfg = config(&[]);
         let totals = Totals::default();
-        let rtt = new_histogram(cfg.rtt_high_ns());
+        let latency = Latency::new(&cfg);
         let r = Report {
             cfg: &cfg,
             totals: &totals,
-            rtt: &rtt,
+            latency: &latency,
             measured: Duration::ZERO,
             local_drops: 0,
             gso: false,
