@@ -32,7 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Reflect datagrams (the default when no subcommand is given).
     Serve(ServeArgs),
-    /// Drive any UDP echo server and measure rate, loss and round-trip time.
+    /// Drive any UDP echo server (or, with --stamp, STAMP session-reflector)
+    /// and measure rate, loss and round-trip time.
     Bench(crate::bench::BenchArgs),
 }
 
