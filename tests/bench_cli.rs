@@ -231,6 +231,13 @@ fn bench(args: &[&str]) -> Run {
         .into()
 }
 
+/// Runs `udp-reflector bench --target TARGET FLAGS`, FLAGS split on spaces.
+fn bench_at(target: &str, flags: &str) -> Run {
+    let mut args = vec!["--target", target];
+    args.extend(flags.split_whitespace());
+    bench(&args)
+}
+
 fn u(j: &Value, k: &str) -> u64 {
     j[k].as_u64()
         .unwrap_or_else(|| panic!("{k} missing or not a count in {j}"))
@@ -286,17 +293,7 @@ fn target(s: &Server) -> String {
 fn a_perfect_echo_server_gets_everything_back() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::Echo).unwrap();
-    let run = bench(&[
-        "--target",
-        &target(&s),
-        "--flows",
-        "2",
-        "--window",
-        "4",
-        "--duration",
-        "0.3",
-        "--json",
-    ]);
+    let run = bench_at(&target(&s), "--flows 2 --window 4 --duration 0.3 --json");
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -337,21 +334,10 @@ fn a_perfect_echo_server_gets_everything_back() {
 fn every_datagram_the_server_drops_is_lost_and_nothing_else() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::DropEvery(10)).unwrap();
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &target(&s),
-        "--flows",
-        "2",
-        "--rate",
-        "5000",
-        "--batch",
-        "8",
-        "--duration",
-        "0.4",
-        "--timeout",
-        "0.2",
-        "--json",
-    ]);
+        "--flows 2 --rate 5000 --batch 8 --duration 0.4 --timeout 0.2 --json",
+    );
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -367,17 +353,7 @@ fn every_datagram_the_server_drops_is_lost_and_nothing_else() {
 fn a_duplicating_server_is_caught() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::Duplicate).unwrap();
-    let run = bench(&[
-        "--target",
-        &target(&s),
-        "--flows",
-        "2",
-        "--window",
-        "2",
-        "--duration",
-        "0.3",
-        "--json",
-    ]);
+    let run = bench_at(&target(&s), "--flows 2 --window 2 --duration 0.3 --json");
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -399,19 +375,10 @@ fn echoes_after_the_timeout_are_lost_and_counted_late() {
         Behaviour::DelayEvery(5, Duration::from_millis(300)),
     )
     .unwrap();
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &target(&s),
-        "--flows",
-        "1",
-        "--rate",
-        "2000",
-        "--duration",
-        "0.5",
-        "--timeout",
-        "0.1",
-        "--json",
-    ]);
+        "--flows 1 --rate 2000 --duration 0.5 --timeout 0.1 --json",
+    );
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -427,17 +394,7 @@ fn echoes_after_the_timeout_are_lost_and_counted_late() {
 fn swapped_pairs_are_counted_reordered() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::SwapPairs).unwrap();
-    let run = bench(&[
-        "--target",
-        &target(&s),
-        "--flows",
-        "1",
-        "--rate",
-        "2000",
-        "--duration",
-        "0.3",
-        "--json",
-    ]);
+    let run = bench_at(&target(&s), "--flows 1 --rate 2000 --duration 0.3 --json");
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -458,19 +415,10 @@ fn damaged_and_foreign_datagrams_are_counted_not_trusted() {
         },
     )
     .unwrap();
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &target(&s),
-        "--flows",
-        "2",
-        "--window",
-        "8",
-        "--duration",
-        "0.3",
-        "--timeout",
-        "0.1",
-        "--json",
-    ]);
+        "--flows 2 --window 8 --duration 0.3 --timeout 0.1 --json",
+    );
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -489,19 +437,10 @@ fn damaged_and_foreign_datagrams_are_counted_not_trusted() {
 fn warmup_datagrams_are_flagged_and_counted_apart() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::Echo).unwrap();
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &target(&s),
-        "--flows",
-        "2",
-        "--window",
-        "2",
-        "--warmup",
-        "0.2",
-        "--duration",
-        "0.2",
-        "--json",
-    ]);
+        "--flows 2 --window 2 --warmup 0.2 --duration 0.2 --json",
+    );
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -517,17 +456,7 @@ fn ipv6_targets_work() {
     let Some(s) = Server::start("[::1]:0", Behaviour::Echo) else {
         return;
     };
-    let run = bench(&[
-        "--target",
-        &target(&s),
-        "--flows",
-        "2",
-        "--window",
-        "2",
-        "--duration",
-        "0.2",
-        "--json",
-    ]);
+    let run = bench_at(&target(&s), "--flows 2 --window 2 --duration 0.2 --json");
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -539,17 +468,7 @@ fn ipv6_targets_work() {
 fn open_loop_holds_the_rate() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::Echo).unwrap();
-    let run = bench(&[
-        "--target",
-        &target(&s),
-        "--flows",
-        "4",
-        "--rate",
-        "4000",
-        "--duration",
-        "0.5",
-        "--json",
-    ]);
+    let run = bench_at(&target(&s), "--flows 4 --rate 4000 --duration 0.5 --json");
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
@@ -567,20 +486,10 @@ fn open_loop_holds_the_rate() {
 fn gso_trains_are_counted_datagram_by_datagram() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::Echo).unwrap();
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &target(&s),
-        "--flows",
-        "1",
-        "--window",
-        "32",
-        "--gso",
-        "--size",
-        "200",
-        "--duration",
-        "0.3",
-        "--json",
-    ]);
+        "--flows 1 --window 32 --gso --size 200 --duration 0.3 --json",
+    );
     let seen = s.finish();
     let j = run.json();
     if j["gso"] != true {
@@ -639,16 +548,7 @@ fn hgrm_file_holds_the_percentile_distribution() {
 fn the_text_report_names_every_counter() {
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::Echo).unwrap();
-    let run = bench(&[
-        "--target",
-        &target(&s),
-        "--flows",
-        "1",
-        "--window",
-        "1",
-        "--duration",
-        "0.1",
-    ]);
+    let run = bench_at(&target(&s), "--flows 1 --window 1 --duration 0.1");
     s.finish();
     assert_eq!(run.status, 0, "{}", run.stderr);
     for word in [
@@ -770,19 +670,10 @@ fn bench_and_reflector_agree(backend: &str) {
     let Some(r) = reflector(backend, &["--workers", workers]) else {
         return;
     };
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &r.addr().to_string(),
-        "--flows",
-        "4",
-        "--window",
-        "8",
-        "--warmup",
-        "0.1",
-        "--duration",
-        "0.4",
-        "--json",
-    ]);
+        "--flows 4 --window 8 --warmup 0.1 --duration 0.4 --json",
+    );
     let t = reflector_totals(r);
     let j = run.json();
     assert_consistent(&j);
@@ -814,20 +705,10 @@ fn overload_is_accounted_on_both_sides(backend: &str) {
         return;
     };
     let backlog_drops_before = common::softnet_dropped();
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &r.addr().to_string(),
-        "--flows",
-        "4",
-        "--rate",
-        "0",
-        "--gso",
-        "--duration",
-        "0.3",
-        "--timeout",
-        "0.2",
-        "--json",
-    ]);
+        "--flows 4 --rate 0 --gso --duration 0.3 --timeout 0.2 --json",
+    );
     let backlog_drops = common::softnet_dropped() - backlog_drops_before;
     let t = reflector_totals(r);
     let j = run.json();
@@ -903,20 +784,10 @@ fn stamp_against_reflector(backend: &str) {
     let Some(r) = reflector(backend, &["--workers", workers, "--mode", "stamp"]) else {
         return;
     };
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &r.addr().to_string(),
-        "--stamp",
-        "--flows",
-        "4",
-        "--window",
-        "8",
-        "--warmup",
-        "0.1",
-        "--duration",
-        "0.4",
-        "--json",
-    ]);
+        "--stamp --flows 4 --window 8 --warmup 0.1 --duration 0.4 --json",
+    );
     let t = reflector_totals(r);
     let j = run.json();
     assert_consistent(&j);
@@ -948,22 +819,10 @@ fn stamp_open_loop_with_warmup_splits_the_phases_by_sequence() {
     let Some(r) = reflector("mmsg", &["--workers", "1", "--mode", "stamp"]) else {
         return;
     };
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &r.addr().to_string(),
-        "--stamp",
-        "--size",
-        "100",
-        "--flows",
-        "3",
-        "--rate",
-        "4000",
-        "--warmup",
-        "0.2",
-        "--duration",
-        "0.3",
-        "--json",
-    ]);
+        "--stamp --size 100 --flows 3 --rate 4000 --warmup 0.2 --duration 0.3 --json",
+    );
     let t = reflector_totals(r);
     let j = run.json();
     assert_consistent(&j);
@@ -987,17 +846,10 @@ fn stamp_text_report_shows_one_way_delays() {
     let Some(r) = reflector("mmsg", &["--workers", "1", "--mode", "stamp"]) else {
         return;
     };
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &r.addr().to_string(),
-        "--stamp",
-        "--flows",
-        "1",
-        "--window",
-        "1",
-        "--duration",
-        "0.1",
-    ]);
+        "--stamp --flows 1 --window 1 --duration 0.1",
+    );
     reflector_totals(r);
     assert_eq!(run.status, 0, "{}", run.stderr);
     for word in [
@@ -1015,20 +867,10 @@ fn stamp_against_an_echo_server_counts_every_reply_invalid() {
     // packet's MBZ zeros: not a reflection, so invalid, and nothing received.
     let _load = exact();
     let s = Server::start("127.0.0.1:0", Behaviour::Echo).unwrap();
-    let run = bench(&[
-        "--target",
+    let run = bench_at(
         &target(&s),
-        "--stamp",
-        "--flows",
-        "2",
-        "--window",
-        "2",
-        "--duration",
-        "0.3",
-        "--timeout",
-        "0.05",
-        "--json",
-    ]);
+        "--stamp --flows 2 --window 2 --duration 0.3 --timeout 0.05 --json",
+    );
     let seen = s.finish();
     let j = run.json();
     assert_consistent(&j);
