@@ -192,4 +192,43 @@ mod tests {
         assert_eq!((r.seq, r.sender_seq, r.ttl), (9, 9, 64));
         assert!(r.t3_ns >= r.t2_ns && r.t3_ns - r.t2_ns < 60_000_000_000);
     }
+
+    /// Arbitrary bytes of every length, in every mode, with and without
+    /// spare capacity: never a panic, and a reply never claims more bytes
+    /// than the buffer holds.
+    #[test]
+    fn arbitrary_datagrams_never_panic_and_replies_fit() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let modes = [Mode::Echo, Mode::Discard, Mode::Sockperf, Mode::Stamp];
+        for len in 0..200usize {
+            for spare in [0usize, 1, 43, 200] {
+                for _ in 0..20 {
+                    let mut buf: Vec<u8> = (0..len + spare).map(|_| next() as u8).collect();
+                    if len >= 14 && next() % 2 == 0 {
+                        // Often a plausible sockperf header: right length, random flags.
+                        buf[10..14].copy_from_slice(&(len as u32).to_be_bytes());
+                    }
+                    let meta = RxMeta {
+                        rx_time_ns: Some(next()),
+                        ttl: Some(next() as u8),
+                    };
+                    for mode in modes {
+                        let mut b = buf.clone();
+                        if let Verdict::Reply(n) = reflect(mode, &meta, &mut b, len) {
+                            assert!(
+                                n <= b.len(),
+                                "{mode:?}: reply of {n} from a {len}-byte datagram"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
