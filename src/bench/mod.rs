@@ -529,11 +529,18 @@ fn supervise(cfg: &Config, engine: &Engine, shared: &Shared) -> Option<Duration>
     stopped_at
 }
 
+/// Parses bench flags as given after `--target 127.0.0.1:7` (unit tests).
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
+pub(crate) fn parse_for_test(extra: &[&str]) -> Result<BenchArgs, String> {
+    let mut argv = vec!["--target", "127.0.0.1:7"];
+    argv.extend_from_slice(extra);
+    parse_argv_for_test(&argv)
+}
 
-    use super::*;
+/// Parses bench flags, `--target` included (unit tests).
+#[cfg(test)]
+pub(crate) fn parse_argv_for_test(argv: &[&str]) -> Result<BenchArgs, String> {
+    use clap::Parser;
 
     #[derive(Parser)]
     struct Wrap {
@@ -541,11 +548,17 @@ mod tests {
         args: BenchArgs,
     }
 
+    Wrap::try_parse_from(std::iter::once(&"t").chain(argv))
+        .map(|w| w.args)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     fn parse(extra: &[&str]) -> Result<BenchArgs, String> {
-        let argv = ["t", "--target", "127.0.0.1:7"].iter().chain(extra);
-        Wrap::try_parse_from(argv)
-            .map(|w| w.args)
-            .map_err(|e| e.to_string())
+        parse_for_test(extra)
     }
 
     fn config(extra: &[&str]) -> Config {
@@ -625,14 +638,10 @@ mod tests {
             .validate(false)
             .unwrap_err();
         assert!(too_big.to_string().contains("--size"), "{too_big}");
-        let v6 = Wrap::try_parse_from(["t", "--target", "[::1]:7", "--size", "65520"]).unwrap();
-        assert!(
-            v6.args.validate(false).is_ok(),
-            "IPv6 carries 20 bytes more"
-        );
-        let port0 = Wrap::try_parse_from(["t", "--target", "127.0.0.1:0"]).unwrap();
+        let v6 = parse_argv_for_test(&["--target", "[::1]:7", "--size", "65520"]).unwrap();
+        assert!(v6.validate(false).is_ok(), "IPv6 carries 20 bytes more");
+        let port0 = parse_argv_for_test(&["--target", "127.0.0.1:0"]).unwrap();
         assert!(port0
-            .args
             .validate(false)
             .unwrap_err()
             .to_string()

@@ -379,23 +379,10 @@ impl LiveLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::BenchArgs;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        args: BenchArgs,
-    }
+    use crate::bench::parse_for_test;
 
     fn config(extra: &[&str]) -> Config {
-        let mut argv = vec!["t", "--target", "127.0.0.1:7"];
-        argv.extend_from_slice(extra);
-        Wrap::try_parse_from(argv)
-            .unwrap()
-            .args
-            .validate(false)
-            .unwrap()
+        parse_for_test(extra).unwrap().validate(false).unwrap()
     }
 
     #[test]

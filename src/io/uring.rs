@@ -96,7 +96,7 @@ fn recv_template() -> Box<libc::msghdr> {
 /// Runs on a private socketpair: no traffic on any network.
 pub fn probe() -> io::Result<()> {
     let (rx_fd, tx_fd) = socket::socketpair_dgram()?;
-    let mut bufs = BufRing::new(2, buffer_size(64))?;
+    let bufs = BufRing::new(2, buffer_size(64))?;
     let msghdr = recv_template();
     let mut ring = build_ring(4, 8)?;
     // SAFETY: `bufs` outlives the ring (declared before it, dropped after).
@@ -129,7 +129,10 @@ pub fn probe() -> io::Result<()> {
     if cqe.result() < 0 {
         return Err(io::Error::from_raw_os_error(-cqe.result()));
     }
-    let _ = bufs.buf_mut(cqueue::buffer_select(cqe.flags()).unwrap_or(0), 1);
+    if cqueue::buffer_select(cqe.flags()).is_none() {
+        // The datagram must have landed in a provided buffer.
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     Ok(())
 }
 

@@ -77,14 +77,7 @@ impl FlowSocket {
     }
 
     fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-        syscall!(setsockopt(
-            self.fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t
-        ))
-        .map(drop)
+        socket::setsockopt_int(self.fd.as_raw_fd(), level, name, value)
     }
 }
 

@@ -25,7 +25,8 @@ pub struct ListenOptions {
 /// SO_INCOMING_CPU from include/uapi/asm-generic/socket.h (not in libc).
 const SO_INCOMING_CPU: i32 = 49;
 
-fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+/// setsockopt of one `int` option.
+pub(crate) fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     syscall!(setsockopt(
         fd,
         level,
