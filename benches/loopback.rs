@@ -8,13 +8,13 @@
 use std::{
     net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
-    sync::{atomic::AtomicBool, Arc},
+    sync::Arc,
     time::Duration,
 };
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use udp_reflector::{
-    io::{IoConfig, Socket},
+    io::{IoConfig, Socket, Stop},
     reflect::Mode,
     runtime::choose_backend,
     sys::socket::{self, ListenOptions},
@@ -23,11 +23,11 @@ use udp_reflector::{
 
 const BURST: usize = 128;
 
-fn start(backend: Backend, batch: usize) -> (Worker, Arc<AtomicBool>, SocketAddr) {
+fn start(backend: Backend, batch: usize) -> (Worker, Arc<Stop>, SocketAddr) {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let fd = socket::open_listener(&addr, &ListenOptions::default()).expect("bind loopback");
     let bound = socket::local_addr(fd.as_raw_fd()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new().unwrap();
     let cfg = IoConfig {
         batch,
         max_datagram: 2048,
@@ -83,7 +83,7 @@ fn loopback(c: &mut Criterion) {
                 })
             });
             g.finish();
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            stop.raise();
             worker.join().unwrap();
         }
     }

@@ -3,17 +3,14 @@
 
 use std::{
     os::fd::AsRawFd,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use crate::{
     cli::{BackendChoice, ServeConfig},
     error::uring_refusal_hint,
-    io::{IoConfig, Socket},
+    io::{IoConfig, Socket, Stop},
     report::{Reporter, WorkerFigures},
     stats::Counters,
     sys::{signals, socket},
@@ -77,7 +74,7 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     let reporter = Reporter { json: cfg.json };
     reporter.listening(&resolved, backend.name(), &cfg.cpus, granted);
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new().map_err(|e| Error::io("creating the stop eventfd", e))?;
     let io_cfg = IoConfig {
         batch: cfg.batch,
         max_datagram: cfg.max_datagram,
@@ -88,7 +85,7 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         match Worker::spawn(id, cpu, socks, backend, io_cfg, Arc::clone(&stop)) {
             Ok(w) => workers.push(w),
             Err(e) => {
-                stop.store(true, Ordering::Relaxed);
+                stop.raise();
                 workers.into_iter().for_each(|w: Worker| drop(w.join()));
                 return Err(Error::io("starting a worker thread", e));
             }
@@ -123,7 +120,7 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
             break;
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.raise();
     let elapsed = started.elapsed();
 
     let mut figures = Vec::with_capacity(workers.len());

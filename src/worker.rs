@@ -1,15 +1,11 @@
 //! One pinned, named thread per core, owning its sockets, ring, buffers and stats.
 
-use std::{
-    io,
-    sync::{atomic::AtomicBool, Arc},
-    thread::JoinHandle,
-};
+use std::{io, sync::Arc, thread::JoinHandle};
 
 use hdrhistogram::Histogram;
 
 use crate::{
-    io::{Engine, IoConfig, RunFn, Socket},
+    io::{Engine, IoConfig, RunFn, Socket, Stop},
     stats::{Counters, SharedCounters},
     sys::affinity,
 };
@@ -59,7 +55,7 @@ impl Worker {
         sockets: Vec<Socket>,
         backend: Backend,
         cfg: IoConfig,
-        stop: Arc<AtomicBool>,
+        stop: Arc<Stop>,
     ) -> io::Result<Worker> {
         let shared = Arc::new(SharedCounters::default());
         let published = Arc::clone(&shared);

@@ -59,6 +59,7 @@ both_backends!(
     overflow_of_a_tiny_rcvbuf_is_counted_exactly,
     ring_stalls_are_waits_not_losses,
     duration_ends_the_run_by_itself,
+    an_idle_worker_sleeps_until_asked_to_stop,
     sigterm_under_load_stops_within_a_second,
 );
 
@@ -775,6 +776,54 @@ fn duration_ends_the_run_by_itself(backend: &'static str) {
     assert!(
         (0.3..1.0).contains(&elapsed),
         "[{backend}] elapsed_s {elapsed} for --duration 0.3: {s}"
+    );
+    assert_eq!(counter(&s["total"], "tx_packets"), 1, "{s}");
+}
+
+/// Context switches of the thread named `name` in process `pid`.
+fn thread_switches(pid: libc::pid_t, name: &str) -> Option<u64> {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let dir = t.ok()?.path();
+        if std::fs::read_to_string(dir.join("comm")).ok()?.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        return Some(
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+                .sum(),
+        );
+    }
+    None
+}
+
+/// An idle worker blocks until there is traffic or a stop: no timer wakes
+/// it (each timed wait would arm a timer, and on a VM that is a trap to the
+/// hypervisor), and the stop still reaches it at once.
+fn an_idle_worker_sleeps_until_asked_to_stop(backend: &'static str) {
+    let Some(mut r) = start(backend, &["--listen", "127.0.0.1:0", "--workers", "1"]) else {
+        return;
+    };
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.connect(r.addr()).unwrap();
+    round_trip(&c, b"wake once", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    let pid = r.proc.pid();
+    let before = thread_switches(pid, "reflector-0").expect("worker thread reflector-0");
+    thread::sleep(Duration::from_millis(1000));
+    let after = thread_switches(pid, "reflector-0").expect("worker thread reflector-0");
+    assert!(
+        after - before <= 2,
+        "[{backend}] an idle worker woke {} times in a second",
+        after - before
+    );
+    let started = Instant::now();
+    let s = stop_and_summarise(r);
+    assert!(
+        started.elapsed() < STOP_BUDGET,
+        "[{backend}] idle worker took {:?} to stop",
+        started.elapsed()
     );
     assert_eq!(counter(&s["total"], "tx_packets"), 1, "{s}");
 }

@@ -1,8 +1,9 @@
 //! recvmmsg/sendmmsg backend, for kernels or sandboxes that refuse io_uring.
 //!
 //! Per socket, `batch` receive slots (name, control, payload). A round is:
-//! poll, then for each readable socket recvmmsg into the slots, turn each
-//! datagram into replies in place, one sendmmsg, repeat while full.
+//! poll (the sockets and the stop eventfd, with no timeout), then for each
+//! readable socket recvmmsg into the slots, turn each datagram into replies
+//! in place, one sendmmsg, repeat while full.
 
 use std::{
     io,
@@ -13,8 +14,6 @@ use std::{
 use super::{Engine, IoConfig, Received};
 use crate::sys::{cmsg::RX_CONTROL_LEN, mmsg, sockaddr::NAME_LEN};
 
-/// How long one poll may last: bounds how late a stop is seen.
-const POLL_MS: i32 = 100;
 /// Longest drain of already-queued datagrams after a stop.
 const DRAIN_LIMIT: Duration = Duration::from_millis(300);
 /// Most recvmmsg rounds on one socket before the others get a turn.
@@ -134,6 +133,12 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
             revents: 0,
         })
         .collect();
+    // Last: the stop eventfd, so an idle worker wakes when asked to stop.
+    pollfds.push(libc::pollfd {
+        fd: engine.stop.fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
     loop {
         if engine.should_stop() {
             let started = Instant::now();
@@ -148,12 +153,12 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
             }
             break;
         }
-        match mmsg::poll(&mut pollfds, POLL_MS) {
+        match mmsg::poll(&mut pollfds, -1) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => return Err(e),
         }
-        for (sock, p) in pollfds.iter().enumerate() {
+        for (sock, p) in pollfds[..slots.len()].iter().enumerate() {
             if p.revents & (libc::POLLIN | libc::POLLERR) != 0 {
                 service(engine, sock, &mut slots[sock])?;
             }

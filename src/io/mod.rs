@@ -11,7 +11,7 @@ pub mod uring;
 
 use std::{
     io,
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd, RawFd},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -24,8 +24,45 @@ use hdrhistogram::Histogram;
 use crate::{
     reflect::{self, Mode, NoReply, RxMeta, Verdict},
     stats::{record_latency, Counters, SharedCounters},
-    sys::{clock::realtime_ns, cmsg, socket},
+    sys::{clock::realtime_ns, cmsg, event::Event, socket},
 };
+
+/// The workers' stop request: a flag read between batches, and an eventfd
+/// that wakes a worker blocked in its wait. Workers wait with no timeout, so
+/// an idle or busy worker arms no timer per wakeup.
+#[derive(Debug)]
+pub struct Stop {
+    raised: AtomicBool,
+    event: Event,
+}
+
+impl Stop {
+    pub fn new() -> io::Result<Arc<Stop>> {
+        Ok(Arc::new(Stop {
+            raised: AtomicBool::new(false),
+            event: Event::new()?,
+        }))
+    }
+
+    /// Asks every worker to stop: sets the flag, then wakes them.
+    pub fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        // Fails only if the eventfd counter would overflow u64: it is written
+        // once per raise, so never in practice. The workers' fallback is a
+        // timed wait (see the backends), so a stop is never lost.
+        let _ = self.event.raise();
+    }
+
+    #[inline]
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// The eventfd that becomes readable on `raise`.
+    pub fn fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+}
 
 /// Sizes every backend needs.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +116,7 @@ pub struct Engine {
     pub counters: Counters,
     pub latency: Histogram<u64>,
     shared: Arc<SharedCounters>,
-    stop: Arc<AtomicBool>,
+    pub stop: Arc<Stop>,
 }
 
 impl Engine {
@@ -87,7 +124,7 @@ impl Engine {
         sockets: Vec<Socket>,
         batch: usize,
         shared: Arc<SharedCounters>,
-        stop: Arc<AtomicBool>,
+        stop: Arc<Stop>,
     ) -> Self {
         let tx = sockets.iter().map(|_| tx::TxBatch::new(batch)).collect();
         Engine {
@@ -102,7 +139,7 @@ impl Engine {
 
     #[inline]
     pub fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.is_raised()
     }
 
     /// Counts a datagram and queues its reply, if any. Returns true when the

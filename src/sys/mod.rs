@@ -22,6 +22,7 @@ pub mod affinity;
 pub mod bufring;
 pub mod clock;
 pub mod cmsg;
+pub mod event;
 pub mod loadgen;
 pub mod mmsg;
 pub mod signals;
