@@ -18,9 +18,8 @@ impl Event {
     pub fn new() -> io::Result<Event> {
         let fd = super::syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
         // SAFETY: eventfd just returned this descriptor and nothing else owns it.
-        Ok(Event {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Event { fd })
     }
 
     /// Makes the eventfd readable (and wakes every poller). Nobody reads it,
