@@ -803,7 +803,7 @@ fn thread_switches(pid: libc::pid_t, name: &str) -> Option<u64> {
 /// it (each timed wait would arm a timer, and on a VM that is a trap to the
 /// hypervisor), and the stop still reaches it at once.
 fn an_idle_worker_sleeps_until_asked_to_stop(backend: &'static str) {
-    let Some(mut r) = start(backend, &["--listen", "127.0.0.1:0", "--workers", "1"]) else {
+    let Some(r) = start(backend, &["--listen", "127.0.0.1:0", "--workers", "1"]) else {
         return;
     };
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
