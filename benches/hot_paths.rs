@@ -57,7 +57,7 @@ fn build_reply_batch(c: &mut Criterion) {
     let pi = PktInfo::V4 {
         spec_dst: [127, 0, 0, 1],
     };
-    let mut batch = TxBatch::new(BATCH);
+    let mut batch = TxBatch::new(BATCH, true);
     let mut g = c.benchmark_group("reply_batch_build_batch_64_size_64");
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("echo_with_pktinfo", |b| {

@@ -32,6 +32,7 @@ fn start(backend: Backend, batch: usize) -> (Worker, Arc<Stop>, SocketAddr) {
         batch,
         max_datagram: 2048,
         buffers: 1024,
+        gso: true,
     };
     let cpu = udp_reflector::sys::affinity::allowed_cpus().unwrap()[0];
     let w = Worker::spawn(

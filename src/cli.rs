@@ -106,6 +106,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub incoming_cpu: bool,
 
+    /// Send every reply as its own message. By default, consecutive replies
+    /// of a batch to one peer with the same length leave as one UDP GSO train
+    /// (UDP_SEGMENT), which the kernel cuts into the same datagrams: cheaper
+    /// per packet, identical on the wire.
+    #[arg(long)]
+    pub no_gso: bool,
+
     /// Stop by itself after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
@@ -251,6 +258,7 @@ pub struct ServeConfig {
     pub buffers: u16,
     pub rcvbuf: Option<u32>,
     pub incoming_cpu: bool,
+    pub gso: bool,
     pub duration: Option<Duration>,
     pub stats_interval: Option<Duration>,
     pub json: bool,
@@ -343,6 +351,7 @@ impl ServeArgs {
             buffers: self.buffers,
             rcvbuf: self.rcvbuf,
             incoming_cpu: self.incoming_cpu,
+            gso: !self.no_gso,
             duration: self.duration,
             stats_interval,
             json: self.json,

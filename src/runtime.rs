@@ -79,6 +79,7 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         batch: cfg.batch,
         max_datagram: cfg.max_datagram,
         buffers: cfg.buffers,
+        gso: cfg.gso,
     };
     let mut workers = Vec::with_capacity(cfg.cpus.len());
     for (id, (&cpu, socks)) in cfg.cpus.iter().zip(per_worker).enumerate() {

@@ -65,7 +65,7 @@ impl Worker {
                 affinity::pin_current_thread(cpu)?;
                 // The ring is created here, on the thread that uses it
                 // (SINGLE_ISSUER rings fail every submit from another thread).
-                let mut engine = Engine::new(sockets, cfg.batch, published, stop);
+                let mut engine = Engine::new(sockets, &cfg, published, stop);
                 (backend.run_fn())(&mut engine, &cfg)?;
                 Ok(WorkerResult {
                     counters: engine.counters,

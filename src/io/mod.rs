@@ -73,6 +73,8 @@ pub struct IoConfig {
     pub max_datagram: usize,
     /// Provided buffers per worker (uring) or receive slots per socket (mmsg).
     pub buffers: u16,
+    /// Send runs of alike replies to one peer as UDP GSO trains.
+    pub gso: bool,
 }
 
 /// One listening socket of a worker.
@@ -122,11 +124,14 @@ pub struct Engine {
 impl Engine {
     pub fn new(
         sockets: Vec<Socket>,
-        batch: usize,
+        cfg: &IoConfig,
         shared: Arc<SharedCounters>,
         stop: Arc<Stop>,
     ) -> Self {
-        let tx = sockets.iter().map(|_| tx::TxBatch::new(batch)).collect();
+        let tx = sockets
+            .iter()
+            .map(|_| tx::TxBatch::new(cfg.batch, cfg.gso))
+            .collect();
         Engine {
             sockets,
             tx,

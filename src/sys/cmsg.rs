@@ -23,8 +23,11 @@ pub const fn space(n: usize) -> usize {
 /// SCM_TIMESTAMPNS and TTL/hop limit, with room to spare; a multiple of 8.
 pub const RX_CONTROL_LEN: usize = 128;
 
-/// Control area of one reply: the largest pktinfo (in6_pktinfo).
-pub const TX_CONTROL_LEN: usize = space(size_of::<libc::in6_pktinfo>());
+/// Room for the largest reply pktinfo (in6_pktinfo).
+pub const PKTINFO_SPACE: usize = space(size_of::<libc::in6_pktinfo>());
+
+/// Control area of one reply message: a pktinfo, then a UDP_SEGMENT size.
+pub const TX_CONTROL_LEN: usize = PKTINFO_SPACE + space(size_of::<u16>());
 
 /// The local address a datagram arrived at, from IP_PKTINFO / IPV6_PKTINFO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +121,10 @@ fn put_header(out: &mut [u8], level: i32, kind: i32, data_len: usize) {
 /// may be a broadcast or multicast header address), `ipi_ifindex` = 0.
 /// IPv6: `ipi6_addr` = the received destination (unspecified if it was
 /// multicast); the interface is kept for link-local and multicast only.
-pub fn encode_reply_pktinfo(pi: &PktInfo, out: &mut [u8; TX_CONTROL_LEN]) -> usize {
-    out.fill(0);
+///
+/// `out` must hold at least [`PKTINFO_SPACE`] bytes.
+pub fn encode_reply_pktinfo(pi: &PktInfo, out: &mut [u8]) -> usize {
+    out[..PKTINFO_SPACE].fill(0);
     match *pi {
         PktInfo::V4 { spec_dst } => {
             let data_len = size_of::<libc::in_pktinfo>();
@@ -142,6 +147,17 @@ pub fn encode_reply_pktinfo(pi: &PktInfo, out: &mut [u8; TX_CONTROL_LEN]) -> usi
             space(data_len)
         }
     }
+}
+
+/// Writes a UDP_SEGMENT cmsg: the message's payload is a GSO train of
+/// `segment`-byte datagrams. Returns its length; `out` must hold
+/// `space(2)` bytes.
+pub fn encode_udp_segment(segment: u16, out: &mut [u8]) -> usize {
+    let n = space(size_of::<u16>());
+    out[..n].fill(0);
+    put_header(out, libc::SOL_UDP, libc::UDP_SEGMENT, size_of::<u16>());
+    out[align(HDR)..align(HDR) + 2].copy_from_slice(&segment.to_ne_bytes());
+    n
 }
 
 #[cfg(test)]
@@ -198,7 +214,7 @@ mod tests {
             .unwrap()
             .octets();
         let n = encode_reply_pktinfo(&PktInfo::V6 { addr, ifindex: 4 }, &mut out);
-        assert_eq!(n, TX_CONTROL_LEN);
+        assert_eq!(n, PKTINFO_SPACE);
         assert_eq!(
             decode(&out[..n]).pktinfo,
             Some(PktInfo::V6 { addr, ifindex: 0 })
@@ -214,5 +230,22 @@ mod tests {
         };
         let n = encode_reply_pktinfo(&v4, &mut out);
         assert_eq!(decode(&out[..n]).pktinfo, Some(v4));
+    }
+
+    #[test]
+    fn udp_segment_follows_a_pktinfo_in_one_control_area() {
+        let mut out = [0xffu8; TX_CONTROL_LEN];
+        let v4 = PktInfo::V4 {
+            spec_dst: [198, 51, 100, 7],
+        };
+        let n = encode_reply_pktinfo(&v4, &mut out);
+        let m = encode_udp_segment(1472, &mut out[n..]);
+        assert!(n + m <= TX_CONTROL_LEN);
+        assert_eq!(decode(&out[..n + m]).pktinfo, Some(v4));
+        let seg = &out[n..n + m];
+        assert_eq!(seg[..ALIGN], (align(HDR) + 2).to_ne_bytes());
+        assert_eq!(seg[ALIGN..ALIGN + 4], libc::SOL_UDP.to_ne_bytes());
+        assert_eq!(seg[ALIGN + 4..ALIGN + 8], libc::UDP_SEGMENT.to_ne_bytes());
+        assert_eq!(seg[align(HDR)..align(HDR) + 2], 1472u16.to_ne_bytes());
     }
 }
