@@ -61,6 +61,8 @@ both_backends!(
     duration_ends_the_run_by_itself,
     an_idle_worker_sleeps_until_asked_to_stop,
     sigterm_under_load_stops_within_a_second,
+    replies_to_one_peer_leave_as_one_gso_train,
+    no_gso_sends_one_datagram_per_message,
 );
 
 /// Starts `serve --backend BACKEND --json ARGS`. `None` (reason printed)
@@ -826,6 +828,156 @@ fn an_idle_worker_sleeps_until_asked_to_stop(backend: &'static str) {
         started.elapsed()
     );
     assert_eq!(counter(&s["total"], "tx_packets"), 1, "{s}");
+}
+
+/// One read on a socket with UDP_GRO on: the bytes, and the segment size
+/// from the UDP_GRO cmsg when the kernel handed over a whole GSO train.
+fn recv_gro(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Option<u16>)> {
+    use std::os::fd::AsRawFd;
+    sock.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at live buffers of the stated sizes.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return None;
+    }
+    let mut segment = None;
+    // SAFETY: the CMSG_* walk stays within the control length the kernel set.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                segment = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()) as u16);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Some((n as usize, segment))
+}
+
+/// Holds the reflector stopped (SIGSTOP) while `burst` is sent on `sock`,
+/// so that all of it waits in the socket queue and is reflected as one
+/// batch when the reflector resumes.
+fn send_while_stopped(r: &Reflector, sock: &UdpSocket, burst: &[Vec<u8>]) {
+    r.proc.signal(libc::SIGSTOP);
+    // A stop is delivered asynchronously: wait until every thread is in
+    // state T.
+    let pid = r.proc.pid();
+    let all_stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .all(|t| {
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(|st| {
+                        st.rsplit(')')
+                            .next()?
+                            .split_whitespace()
+                            .next()
+                            .map(String::from)
+                    })
+                    .as_deref()
+                    == Some("T")
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !all_stopped() {
+        assert!(
+            Instant::now() < deadline,
+            "udp-reflector did not stop on SIGSTOP"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    for d in burst {
+        sock.send(d).unwrap();
+    }
+    thread::sleep(Duration::from_millis(50));
+    r.proc.signal(libc::SIGCONT);
+}
+
+const TRAIN: usize = 8;
+const SEGMENT: usize = 200;
+
+/// A burst of datagrams of one size from one peer that the reflector reads
+/// in one batch comes back as one GSO train: a client with UDP_GRO on reads
+/// the whole train at once, and a plain client reads the very same
+/// datagrams one by one, in order, byte for byte.
+fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
+    let Some(r) = start(backend, &["--listen", "127.0.0.1:0", "--workers", "1"]) else {
+        return;
+    };
+    let burst: Vec<Vec<u8>> = (0..TRAIN as u64).map(|i| payload(SEGMENT, i)).collect();
+    let mut buf = vec![0u8; 65536];
+
+    let gro = UdpSocket::bind("127.0.0.1:0").unwrap();
+    gro.connect(r.addr()).unwrap();
+    common::set_udp_gro(&gro);
+    round_trip(&gro, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    send_while_stopped(&r, &gro, &burst);
+    let (n, segment) = recv_gro(&gro, &mut buf).expect("a reply to the burst");
+    assert_eq!(
+        (n, segment),
+        (TRAIN * SEGMENT, Some(SEGMENT as u16)),
+        "[{backend}] the burst's replies did not arrive as one GSO train"
+    );
+    assert_eq!(buf[..n], burst.concat(), "[{backend}] train content");
+
+    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+    plain.connect(r.addr()).unwrap();
+    round_trip(&plain, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    send_while_stopped(&r, &plain, &burst);
+    for (i, d) in burst.iter().enumerate() {
+        let (n, _) = recv_within(&plain, &mut buf, REPLY_TIMEOUT)
+            .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));
+        assert_eq!(buf[..n], d[..], "[{backend}] reply {i} of the burst");
+    }
+
+    let s = stop_and_summarise(r);
+    let sent = 2 * (TRAIN as u64 + 1);
+    assert_eq!(counter(&s["total"], "tx_packets"), sent, "{s}");
+    assert_eq!(
+        counter(&s["total"], "tx_bytes"),
+        2 * (TRAIN * SEGMENT + 5) as u64,
+        "{s}"
+    );
+}
+
+/// `--no-gso`: the same burst comes back as separate datagrams even to a
+/// client that would accept a train.
+fn no_gso_sends_one_datagram_per_message(backend: &'static str) {
+    let Some(r) = start(
+        backend,
+        &["--listen", "127.0.0.1:0", "--workers", "1", "--no-gso"],
+    ) else {
+        return;
+    };
+    let burst: Vec<Vec<u8>> = (0..TRAIN as u64).map(|i| payload(SEGMENT, i)).collect();
+    let mut buf = vec![0u8; 65536];
+    let gro = UdpSocket::bind("127.0.0.1:0").unwrap();
+    gro.connect(r.addr()).unwrap();
+    common::set_udp_gro(&gro);
+    round_trip(&gro, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    send_while_stopped(&r, &gro, &burst);
+    for (i, d) in burst.iter().enumerate() {
+        let (n, segment) = recv_gro(&gro, &mut buf)
+            .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));
+        assert_eq!(segment, None, "[{backend}] reply {i} came as a GSO train");
+        assert_eq!(buf[..n], d[..], "[{backend}] reply {i} of the burst");
+    }
+    let s = stop_and_summarise(r);
+    assert_eq!(counter(&s["total"], "tx_packets"), TRAIN as u64 + 1, "{s}");
 }
 
 // ---------------------------------------------------------------------------

@@ -551,3 +551,20 @@ pub fn refuse_syscall(cmd: &mut Command, nr: libc::c_long, errno: i32) {
         });
     }
 }
+
+/// Turns on UDP_GRO: the socket accepts a whole GSO train in one read.
+pub fn set_udp_gro(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: passes a live c_int of the stated size to setsockopt.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_GRO: {}", io::Error::last_os_error());
+}
