@@ -65,9 +65,13 @@ REFLECTORS = {
     # CPU step only: our uring backend bound to one address, so without
     # IP_PKTINFO, to show what answering from the right address costs.
     "uring-lo": ("udp-reflector, uring, 127.0.0.1 (no pktinfo)", FLOWS),
+    # CPU step only: every reply its own message, to show what GSO trains save.
+    "uring-nogso": ("udp-reflector, uring, --no-gso", FLOWS),
 }
 ORDER = ["uring", "mmsg", "baseline", "socat"]
-CPU_ORDER = ["uring", "uring-lo", "mmsg", "baseline", "socat"]
+CPU_ORDER = ["uring", "uring-lo", "uring-nogso", "mmsg", "baseline", "socat"]
+# Kinds that are our own binary (started and summarised the same way).
+OURS_KINDS = ("uring", "uring-lo", "uring-nogso", "mmsg", "ours-sockperf")
 COLORS = {
     "uring": "tab:blue",
     "mmsg": "tab:orange",
@@ -348,10 +352,11 @@ class Reflector:
 
     def _start(self, kind, size, logdir, tag, mode, extra):
         cpu = str(REFLECTOR_CPU)
-        if kind in ("uring", "uring-lo", "mmsg", "ours-sockperf"):
+        if kind in OURS_KINDS:
             listen = "127.0.0.1:0" if kind in ("uring-lo", "ours-sockperf") else "0.0.0.0:0"
             argv = [str(OURS), "serve", "--cpus", cpu, "--listen", listen]
             argv += ["--backend", kind.split("-")[0]] if kind != "ours-sockperf" else []
+            argv += ["--no-gso"] if kind == "uring-nogso" else []
             argv += ["--mode", mode, "--stats-interval", "0", "--json", *extra]
             self.proc = Proc(argv, logdir, tag)
             ports = wait_listening(self.proc)
@@ -391,7 +396,7 @@ class Reflector:
 
     def stop(self):
         rc = self.proc.stop()
-        if self.kind in ("uring", "uring-lo", "mmsg", "ours-sockperf"):
+        if self.kind in OURS_KINDS:
             s = ours_summary(self.proc)
             if s:
                 t = s["total"]
