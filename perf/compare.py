@@ -1098,7 +1098,7 @@ def summarize(s, started, finished):
     if rss:
         w("## Resident memory, two workers\n")
         w("`udp-reflector serve --workers 2 --backend B --listen 0.0.0.0:0 --listen [::]:0` "
-          "with every other flag at its default (uring: 1024 ring buffers of 9216 + 176 bytes "
+          "with every other flag at its default (uring: 256 ring buffers of 9216 + 176 bytes "
           "per worker), after bursts of `bench --rate 0 --gso` with 64- and 1472-byte "
           f"datagrams over IPv4 and 1472-byte over IPv6 ({p['rss_burst_s']} s each). "
           f"Limit: {RSS_LIMIT_MIB} MiB.\n")

@@ -89,8 +89,10 @@ pub struct ServeArgs {
 
     /// Receive buffers per worker for the uring backend (entries of its
     /// provided buffer ring, shared by the worker's sockets); a power of two.
-    /// The mmsg backend uses --batch slots per socket.
-    #[arg(long, value_name = "N", default_value_t = 1024,
+    /// Few buffers stay warm in the cache; when they run out the datagrams
+    /// wait in the socket queue (counted in ring_stalls, not lost). The mmsg
+    /// backend uses --batch slots per socket.
+    #[arg(long, value_name = "N", default_value_t = 256,
           value_parser = parse_ring_entries)]
     pub buffers: u16,
 
