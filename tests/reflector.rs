@@ -865,10 +865,10 @@ fn recv_gro(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Option<u16>)> {
     Some((n as usize, segment))
 }
 
-/// Holds the reflector stopped (SIGSTOP) while `burst` is sent on `sock`,
-/// so that all of it waits in the socket queue and is reflected as one
-/// batch when the reflector resumes.
-fn send_while_stopped(r: &Reflector, sock: &UdpSocket, burst: &[Vec<u8>]) {
+/// Holds the reflector stopped (SIGSTOP) while each datagram is sent on its
+/// socket, in order, so that all of them wait in the socket queue and are
+/// reflected as one batch when the reflector resumes.
+fn send_while_stopped(r: &Reflector, sends: &[(&UdpSocket, &[u8])]) {
     r.proc.signal(libc::SIGSTOP);
     // A stop is delivered asynchronously: wait until every thread is in
     // state T.
@@ -900,7 +900,7 @@ fn send_while_stopped(r: &Reflector, sock: &UdpSocket, burst: &[Vec<u8>]) {
         );
         thread::sleep(Duration::from_millis(1));
     }
-    for d in burst {
+    for (sock, d) in sends {
         sock.send(d).unwrap();
     }
     thread::sleep(Duration::from_millis(50));
@@ -910,10 +910,11 @@ fn send_while_stopped(r: &Reflector, sock: &UdpSocket, burst: &[Vec<u8>]) {
 const TRAIN: usize = 8;
 const SEGMENT: usize = 200;
 
-/// A burst of datagrams of one size from one peer that the reflector reads
-/// in one batch comes back as one GSO train: a client with UDP_GRO on reads
-/// the whole train at once, and a plain client reads the very same
-/// datagrams one by one, in order, byte for byte.
+/// Two peers' bursts of datagrams of one size, interleaved, that the
+/// reflector reads in one batch: each peer's replies come back as one GSO
+/// train. A client with UDP_GRO on reads its whole train at once; a plain
+/// client reads the very same datagrams one by one, in order, byte for
+/// byte.
 fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
     let Some(r) = start(backend, &["--listen", "127.0.0.1:0", "--workers", "1"]) else {
         return;
@@ -925,7 +926,15 @@ fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
     gro.connect(r.addr()).unwrap();
     common::set_udp_gro(&gro);
     round_trip(&gro, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
-    send_while_stopped(&r, &gro, &burst);
+    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+    plain.connect(r.addr()).unwrap();
+    round_trip(&plain, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+
+    let sends: Vec<(&UdpSocket, &[u8])> = burst
+        .iter()
+        .flat_map(|d| [(&gro, &d[..]), (&plain, &d[..])])
+        .collect();
+    send_while_stopped(&r, &sends);
     let (n, segment) = recv_gro(&gro, &mut buf).expect("a reply to the burst");
     assert_eq!(
         (n, segment),
@@ -933,11 +942,6 @@ fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
         "[{backend}] the burst's replies did not arrive as one GSO train"
     );
     assert_eq!(buf[..n], burst.concat(), "[{backend}] train content");
-
-    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
-    plain.connect(r.addr()).unwrap();
-    round_trip(&plain, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
-    send_while_stopped(&r, &plain, &burst);
     for (i, d) in burst.iter().enumerate() {
         let (n, _) = recv_within(&plain, &mut buf, REPLY_TIMEOUT)
             .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));
@@ -969,7 +973,8 @@ fn no_gso_sends_one_datagram_per_message(backend: &'static str) {
     gro.connect(r.addr()).unwrap();
     common::set_udp_gro(&gro);
     round_trip(&gro, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
-    send_while_stopped(&r, &gro, &burst);
+    let sends: Vec<(&UdpSocket, &[u8])> = burst.iter().map(|d| (&gro, &d[..])).collect();
+    send_while_stopped(&r, &sends);
     for (i, d) in burst.iter().enumerate() {
         let (n, segment) = recv_gro(&gro, &mut buf)
             .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));

@@ -1,11 +1,13 @@
 //! One `sendmmsg` per batch of replies, with every outcome counted.
 //!
-//! Consecutive replies of one batch that go to the same peer, from the same
-//! local address and with the same length leave as one message carrying a
-//! UDP GSO train (`UDP_SEGMENT`): the kernel routes and queues the train
-//! once and cuts it into the very same datagrams further down (in the
-//! device, or at the receiving socket on loopback). The peer sees exactly
-//! what it would have seen otherwise, in the same order. If a route refuses
+//! Replies of one batch that go to the same peer, from the same local
+//! address and with the same length leave as one message carrying a UDP
+//! GSO train (`UDP_SEGMENT`): the kernel routes and queues the train once
+//! and cuts it into the very same datagrams further down (in the device, or
+//! at the receiving socket on loopback). The batch is first put in peer
+//! order, stably: each peer gets its replies in the order its requests came
+//! (nothing orders datagrams of different peers). The peer sees exactly
+//! what it would have seen otherwise. If a route refuses
 //! a train (a device without checksum offload, or an MTU below the
 //! segment), the batch is sent again datagram by datagram and GSO stays off
 //! for that socket.
@@ -37,13 +39,16 @@ pub const GSO_MAX_BYTES: usize = 65_507;
 /// buffer that the backend recycles only after [`TxBatch::flush`]. Peer
 /// addresses are copied in.
 pub struct TxBatch {
-    // One entry per reply.
+    // One entry per reply: its payload (contiguous, so that a run of them is
+    // one message's iovec array) and the rest.
     iovs: Vec<libc::iovec>,
-    names: Vec<[u8; NAME_LEN]>,
-    name_lens: Vec<u8>,
-    pktinfo: Vec<Option<PktInfo>>,
-    rx_ns: Vec<u64>,
+    replies: Vec<Reply>,
     len: usize,
+    // Scratch for `group_by_peer`.
+    group: Vec<usize>,
+    order: Vec<usize>,
+    iovs_tmp: Vec<libc::iovec>,
+    replies_tmp: Vec<Reply>,
     // One entry per message of the next sendmmsg: its header, its control
     // area, and the replies it carries (`first`, `count`).
     msgs: Vec<libc::mmsghdr>,
@@ -51,6 +56,42 @@ pub struct TxBatch {
     spans: Vec<(usize, usize)>,
     /// Send runs of alike replies as GSO trains.
     gso: bool,
+}
+
+/// Most groups `group_by_peer` tells apart in one batch; replies to further
+/// peers keep their place (each its own message).
+const MAX_GROUPS: usize = 16;
+
+/// Where a reply goes, and when its request arrived.
+#[derive(Clone, Copy)]
+struct Reply {
+    name: [u8; NAME_LEN],
+    name_len: u8,
+    pktinfo: Option<PktInfo>,
+    rx_ns: u64,
+    /// A hash of the peer and the length: replies with different keys are
+    /// never alike (equal keys are then checked in full).
+    key: u64,
+}
+
+/// FxHash-style mix of a sockaddr's bytes and a payload length.
+fn route_key(name: &[u8], len: usize) -> u64 {
+    name.chunks(8).fold(len as u64, |k, chunk| {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        (k.rotate_left(5) ^ u64::from_ne_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95)
+    })
+}
+
+impl Reply {
+    fn peer(&self) -> &[u8] {
+        &self.name[..usize::from(self.name_len)]
+    }
+
+    /// Same peer, same local address.
+    fn same_route(&self, other: &Reply) -> bool {
+        self.peer() == other.peer() && self.pktinfo == other.pktinfo
+    }
 }
 
 // SAFETY: the raw pointers inside refer to buffers owned by the same worker
@@ -66,13 +107,21 @@ impl TxBatch {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         };
+        let none = Reply {
+            name: [0; NAME_LEN],
+            name_len: 0,
+            pktinfo: None,
+            rx_ns: 0,
+            key: 0,
+        };
         TxBatch {
             iovs: vec![null_iov; capacity],
-            names: vec![[0; NAME_LEN]; capacity],
-            name_lens: vec![0; capacity],
-            pktinfo: vec![None; capacity],
-            rx_ns: vec![0; capacity],
+            replies: vec![none; capacity],
             len: 0,
+            group: vec![0; capacity],
+            order: Vec::with_capacity(capacity),
+            iovs_tmp: vec![null_iov; capacity],
+            replies_tmp: vec![none; capacity],
             msgs: vec![zeroed_msg; capacity],
             control: vec![[0; TX_CONTROL_LEN]; capacity],
             spans: vec![(0, 0); capacity],
@@ -106,14 +155,16 @@ impl TxBatch {
         debug_assert!(!self.is_full());
         let i = self.len;
         let n = name.len().min(NAME_LEN);
-        self.names[i][..n].copy_from_slice(&name[..n]);
-        self.name_lens[i] = n as u8;
+        let r = &mut self.replies[i];
+        r.name[..n].copy_from_slice(&name[..n]);
+        r.name_len = n as u8;
+        r.pktinfo = pktinfo.copied();
+        r.rx_ns = rx_ns;
+        r.key = route_key(&name[..n], payload.len());
         self.iovs[i] = libc::iovec {
             iov_base: payload.as_mut_ptr().cast(),
             iov_len: payload.len(),
         };
-        self.pktinfo[i] = pktinfo.copied();
-        self.rx_ns[i] = rx_ns;
         self.len += 1;
     }
 
@@ -122,22 +173,66 @@ impl TxBatch {
         self.len = 0;
     }
 
-    /// How many replies from `i` on can share one message: same length (not
-    /// empty), same peer, same local address, within the kernel's limits.
+    /// Whether replies `i` and `j` may ride in one GSO train.
+    fn alike(&self, i: usize, j: usize) -> bool {
+        let (a, b) = (&self.replies[i], &self.replies[j]);
+        let size = self.iovs[i].iov_len;
+        a.key == b.key && size != 0 && self.iovs[j].iov_len == size && a.same_route(b)
+    }
+
+    /// Reorders the batch so that alike replies are next to each other,
+    /// stably: replies keep their order within each group, and groups come
+    /// in the order of their first reply. Leaves an already grouped batch
+    /// (the common case) untouched. Cost: at most MAX_GROUPS key compares
+    /// per reply.
+    fn group_by_peer(&mut self) {
+        let n = self.len;
+        if n < 3 {
+            return;
+        }
+        // Each group is named by its first reply, its leader.
+        let mut leaders = [0usize; MAX_GROUPS];
+        let mut nleaders = 0;
+        let mut grouped = true;
+        for i in 0..n {
+            let leader = match leaders[..nleaders].iter().find(|&&j| self.alike(j, i)) {
+                Some(&j) => j,
+                None => {
+                    if nleaders < MAX_GROUPS {
+                        leaders[nleaders] = i;
+                        nleaders += 1;
+                    }
+                    i
+                }
+            };
+            grouped &= i == 0 || leader >= self.group[i - 1];
+            self.group[i] = leader;
+        }
+        if grouped {
+            return;
+        }
+        self.order.clear();
+        self.order.extend(0..n);
+        let group = &self.group;
+        self.order.sort_by_key(|&i| group[i]); // stable
+        for (k, &i) in self.order.iter().enumerate() {
+            self.iovs_tmp[k] = self.iovs[i];
+            self.replies_tmp[k] = self.replies[i];
+        }
+        self.iovs[..n].copy_from_slice(&self.iovs_tmp[..n]);
+        self.replies[..n].copy_from_slice(&self.replies_tmp[..n]);
+    }
+
+    /// How many replies from `i` on can share one message: alike, within
+    /// the kernel's limits.
     fn train_len(&self, i: usize) -> usize {
         let size = self.iovs[i].iov_len;
         if !self.gso || size == 0 {
             return 1;
         }
         let limit = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size);
-        let peer = &self.names[i][..usize::from(self.name_lens[i])];
         let mut k = 1;
-        while k < limit
-            && i + k < self.len
-            && self.iovs[i + k].iov_len == size
-            && &self.names[i + k][..usize::from(self.name_lens[i + k])] == peer
-            && self.pktinfo[i + k] == self.pktinfo[i]
-        {
+        while k < limit && i + k < self.len && self.alike(i, i + k) {
             k += 1;
         }
         k
@@ -149,7 +244,8 @@ impl TxBatch {
         while i < self.len {
             let count = self.train_len(i);
             let control = &mut self.control[m];
-            let mut controllen = match &self.pktinfo[i] {
+            let reply = &mut self.replies[i];
+            let mut controllen = match &reply.pktinfo {
                 Some(pi) => cmsg::encode_reply_pktinfo(pi, control),
                 None => 0,
             };
@@ -158,8 +254,8 @@ impl TxBatch {
                 controllen += cmsg::encode_udp_segment(segment, &mut control[controllen..]);
             }
             let hdr = &mut self.msgs[m].msg_hdr;
-            hdr.msg_name = self.names[i].as_mut_ptr().cast();
-            hdr.msg_namelen = libc::socklen_t::from(self.name_lens[i]);
+            hdr.msg_name = reply.name.as_mut_ptr().cast();
+            hdr.msg_namelen = libc::socklen_t::from(reply.name_len);
             hdr.msg_iov = &mut self.iovs[i];
             hdr.msg_iovlen = count as _;
             hdr.msg_control = if controllen == 0 {
@@ -181,6 +277,9 @@ impl TxBatch {
     /// `tx_errors` (any other errno: the replies of that message, then go
     /// on). Records the latency of each sent reply when its call returns.
     pub fn flush(&mut self, fd: RawFd, counters: &mut Counters, latency: &mut Histogram<u64>) {
+        if self.gso {
+            self.group_by_peer();
+        }
         let mut start = 0;
         'batch: while start < self.len {
             let nmsgs = self.build_messages(start);
@@ -201,8 +300,9 @@ impl TxBatch {
                             for j in first..first + count {
                                 counters.tx_packets += 1;
                                 counters.tx_bytes += self.iovs[j].iov_len as u64;
-                                if self.rx_ns[j] != 0 {
-                                    record_latency(latency, self.rx_ns[j], now);
+                                let rx_ns = self.replies[j].rx_ns;
+                                if rx_ns != 0 {
+                                    record_latency(latency, rx_ns, now);
                                 }
                             }
                         }
@@ -299,6 +399,58 @@ mod tests {
             layout(&mut b),
             vec![(0, 3, seg), (3, 2, seg), (5, 1, 0), (6, 1, 0), (7, 1, 0)]
         );
+    }
+
+    /// The order of replies after grouping, by their first payload byte.
+    fn sent_order(batch: &TxBatch) -> Vec<u8> {
+        batch.iovs[..batch.len]
+            .iter()
+            // SAFETY: every iovec points into a live test buffer of at least 1 byte.
+            .map(|v| unsafe { *v.iov_base.cast::<u8>() })
+            .collect()
+    }
+
+    #[test]
+    fn interleaved_peers_are_grouped_keeping_each_peers_order() {
+        let mut bufs = [[0u8; 64]; 7];
+        let mut b = TxBatch::new(7, true);
+        let [pa, pb, pc] = [peer(1), peer(2), peer(3)];
+        let peers = [&pa, &pb, &pa, &pc, &pb, &pa, &pc];
+        for (i, (buf, name)) in bufs.iter_mut().zip(peers).enumerate() {
+            buf[0] = i as u8;
+            b.push(name, buf, None, 0);
+        }
+        b.group_by_peer();
+        // a: 0 2 5, then b: 1 4, then c: 3 6.
+        assert_eq!(sent_order(&b), vec![0, 2, 5, 1, 4, 3, 6]);
+        let counts: Vec<usize> = layout(&mut b).iter().map(|t| t.1).collect();
+        assert_eq!(counts, vec![3, 2, 2]);
+    }
+
+    #[test]
+    fn past_the_group_limit_replies_keep_their_place() {
+        let n = MAX_GROUPS + 3;
+        let mut bufs = vec![[0u8; 64]; 2 * n];
+        let mut b = TxBatch::new(2 * n, true);
+        // Peers 0..n, twice over: the first MAX_GROUPS peers are grouped,
+        // the rest each stay where they were.
+        for (i, buf) in bufs.iter_mut().enumerate() {
+            buf[0] = i as u8;
+            b.push(&peer((i % n) as u16), buf, None, 0);
+        }
+        b.group_by_peer();
+        let order = sent_order(&b);
+        let mut expect = Vec::new();
+        for g in 0..MAX_GROUPS {
+            expect.extend([g as u8, (g + n) as u8]);
+        }
+        for i in MAX_GROUPS..n {
+            expect.push(i as u8);
+        }
+        for i in n + MAX_GROUPS..2 * n {
+            expect.push(i as u8);
+        }
+        assert_eq!(order, expect);
     }
 
     #[test]
