@@ -932,6 +932,8 @@ def summarize(s, started, finished):
     w("- **udp-reflector, uring, 127.0.0.1 (no pktinfo)**, CPU step only (not with --quick): `--listen "
       "127.0.0.1:PORT`. A socket bound to one address needs no IP_PKTINFO, so the "
       "difference to the wildcard row is what answering from the right address costs.")
+    w("- **udp-reflector, uring, --no-gso**, CPU step only (not with --quick): the uring row "
+      "with every reply its own message, so the difference is what GSO trains save.")
     w("- **plain C recvmmsg/sendmmsg**: `taskset -c 1 target/perf/mmsg_reflector PORT 64` "
       "(perf/baseline/mmsg_reflector.c: one thread, blocking recvmmsg MSG_WAITFORONE of 64, "
       "one sendmmsg back, no pktinfo, no counters).")
