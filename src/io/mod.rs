@@ -47,9 +47,8 @@ impl Stop {
     /// Asks every worker to stop: sets the flag, then wakes them.
     pub fn raise(&self) {
         self.raised.store(true, Ordering::Release);
-        // Fails only if the eventfd counter would overflow u64: it is written
-        // once per raise, so never in practice. The workers' fallback is a
-        // timed wait (see the backends), so a stop is never lost.
+        // Cannot fail: an eventfd write fails only when the counter would
+        // pass 2^64 - 2, and it is written once per raise.
         let _ = self.event.raise();
     }
 
