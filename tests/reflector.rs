@@ -63,6 +63,7 @@ both_backends!(
     sigterm_under_load_stops_within_a_second,
     replies_to_one_peer_leave_as_one_gso_train,
     no_gso_sends_one_datagram_per_message,
+    a_route_that_refuses_gso_trains_gets_the_datagrams_one_by_one,
 );
 
 /// Starts `serve --backend BACKEND --json ARGS`. `None` (reason printed)
@@ -956,6 +957,80 @@ fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
         2 * (TRAIN * SEGMENT + 5) as u64,
         "{s}"
     );
+}
+
+/// A route whose MTU is below the segment size refuses a GSO train
+/// (EINVAL): the reflector says so once, sends the same replies one by one
+/// (the kernel fragments each), and loses or double-counts none of them.
+/// Runs on the loopback of a network namespace of the test's own, whose
+/// MTU the test lowers to 1280.
+fn a_route_that_refuses_gso_trains_gets_the_datagrams_one_by_one(backend: &'static str) {
+    if !common::is_root() {
+        skip("needs root to create a network namespace");
+        return;
+    }
+    let ns = match common::NetNs::create(&format!("gso-{backend}")) {
+        Ok(ns) => ns,
+        Err(e) => {
+            skip(format!("cannot create a network namespace here: {e}"));
+            return;
+        }
+    };
+    ns.ip(&["link", "set", "lo", "mtu", "1280"]).unwrap();
+    let mut cmd = serve_command([
+        "--backend",
+        backend,
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ]);
+    ns.apply(&mut cmd).expect("opening the namespace");
+    let Some(r) = start_cmd(backend, &mut cmd) else {
+        return;
+    };
+    let target = r.addr();
+    let sock = thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter_current_thread().expect("entering the namespace");
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.connect(target).unwrap();
+            sock
+        })
+        .join()
+        .unwrap()
+    });
+    round_trip(&sock, b"ready", target).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    // 1400-byte datagrams: above what one 1280-byte frame holds.
+    let burst: Vec<Vec<u8>> = (0..TRAIN as u64).map(|i| payload(1400, i)).collect();
+    let sends: Vec<(&UdpSocket, &[u8])> = burst.iter().map(|d| (&sock, &d[..])).collect();
+    send_while_stopped(&r, &sends);
+    let mut buf = vec![0u8; 65536];
+    for (i, d) in burst.iter().enumerate() {
+        let (n, _) = recv_within(&sock, &mut buf, REPLY_TIMEOUT)
+            .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));
+        assert_eq!(buf[..n], d[..], "[{backend}] reply {i} of the burst");
+    }
+
+    let out = r.stop();
+    assert_eq!(out.status.code(), Some(0), "{out:#?}");
+    let refusals: Vec<&str> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("refused a UDP GSO reply"))
+        .collect();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "[{backend}] expected one line about the refused train: {:?}",
+        out.stderr
+    );
+    let s = out.expect_summary();
+    assert_summary_consistent(&s);
+    let t = &s["total"];
+    assert_eq!(counter(t, "tx_packets"), TRAIN as u64 + 1, "{s}");
+    assert_eq!(counter(t, "tx_errors"), 0, "{s}");
 }
 
 /// `--no-gso`: the same burst comes back as separate datagrams even to a
