@@ -214,7 +214,9 @@ impl TxBatch {
         self.order.clear();
         self.order.extend(0..n);
         let group = &self.group;
-        self.order.sort_by_key(|&i| group[i]); // stable
+        // Unique keys, so an unstable sort (which allocates nothing) keeps
+        // each group's replies in their order.
+        self.order.sort_unstable_by_key(|&i| (group[i], i));
         for (k, &i) in self.order.iter().enumerate() {
             self.iovs_tmp[k] = self.iovs[i];
             self.replies_tmp[k] = self.replies[i];
