@@ -316,21 +316,25 @@ fn replies_leave_from_the_v6_address_asked(backend: &'static str) {
     }
 }
 
-fn replies_leave_from_the_address_asked_in_a_netns(backend: &'static str) {
+/// A network namespace of this test's own, named after `tag`; `None`, with
+/// the reason printed, where this host cannot make one (not root, no `ip`).
+fn own_netns(tag: &str) -> Option<common::NetNs> {
     if !common::is_root() {
         skip("needs root to create a network namespace");
-        return;
+        return None;
     }
     if let Err(e) = common::ip(&["-V"]) {
         skip(format!("no usable `ip` command: {e}"));
-        return;
+        return None;
     }
-    let ns = match common::NetNs::create(backend) {
-        Ok(ns) => ns,
-        Err(e) => {
-            skip(format!("cannot create a network namespace here: {e}"));
-            return;
-        }
+    common::NetNs::create(tag)
+        .map_err(|e| skip(format!("cannot create a network namespace here: {e}")))
+        .ok()
+}
+
+fn replies_leave_from_the_address_asked_in_a_netns(backend: &'static str) {
+    let Some(ns) = own_netns(backend) else {
+        return;
     };
     // One interface carrying two addresses of each family: a dummy if this
     // kernel has it, else a veth pair with both ends in the namespace.
@@ -783,10 +787,19 @@ fn duration_ends_the_run_by_itself(backend: &'static str) {
     assert_eq!(counter(&s["total"], "tx_packets"), 1, "{s}");
 }
 
+/// The /proc directories of every thread of process `pid`.
+fn threads(pid: libc::pid_t) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| t.path())
+        .collect()
+}
+
 /// Context switches of the thread named `name` in process `pid`.
 fn thread_switches(pid: libc::pid_t, name: &str) -> Option<u64> {
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let dir = t.ok()?.path();
+    for dir in threads(pid) {
         if std::fs::read_to_string(dir.join("comm")).ok()?.trim() != name {
             continue;
         }
@@ -875,23 +888,19 @@ fn send_while_stopped(r: &Reflector, sends: &[(&UdpSocket, &[u8])]) {
     // state T.
     let pid = r.proc.pid();
     let all_stopped = || {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .all(|t| {
-                std::fs::read_to_string(t.path().join("stat"))
-                    .ok()
-                    .and_then(|st| {
-                        st.rsplit(')')
-                            .next()?
-                            .split_whitespace()
-                            .next()
-                            .map(String::from)
-                    })
-                    .as_deref()
-                    == Some("T")
-            })
+        threads(pid).iter().all(|t| {
+            std::fs::read_to_string(t.join("stat"))
+                .ok()
+                .and_then(|st| {
+                    st.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .next()
+                        .map(String::from)
+                })
+                .as_deref()
+                == Some("T")
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(2);
     while !all_stopped() {
@@ -911,6 +920,34 @@ fn send_while_stopped(r: &Reflector, sends: &[(&UdpSocket, &[u8])]) {
 const TRAIN: usize = 8;
 const SEGMENT: usize = 200;
 
+/// TRAIN distinct datagrams of `size` bytes.
+fn burst(size: usize) -> Vec<Vec<u8>> {
+    (0..TRAIN as u64).map(|i| payload(size, i)).collect()
+}
+
+/// A client connected to `r`, with UDP_GRO on if `gro`, that has had one
+/// answer already (so the reflector is serving).
+fn ready_client(backend: &str, r: &Reflector, gro: bool) -> UdpSocket {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(r.addr()).unwrap();
+    if gro {
+        common::set_udp_gro(&sock);
+    }
+    round_trip(&sock, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    sock
+}
+
+/// Reads `burst`'s replies on `sock`: one datagram each, in order, byte for
+/// byte.
+fn expect_each_in_order(backend: &str, sock: &UdpSocket, burst: &[Vec<u8>]) {
+    let mut buf = vec![0u8; 65536];
+    for (i, d) in burst.iter().enumerate() {
+        let (n, _) = recv_within(sock, &mut buf, REPLY_TIMEOUT)
+            .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));
+        assert_eq!(buf[..n], d[..], "[{backend}] reply {i} of the burst");
+    }
+}
+
 /// Two peers' bursts of datagrams of one size, interleaved, that the
 /// reflector reads in one batch: each peer's replies come back as one GSO
 /// train. A client with UDP_GRO on reads its whole train at once; a plain
@@ -920,16 +957,10 @@ fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
     let Some(r) = start(backend, &["--listen", "127.0.0.1:0", "--workers", "1"]) else {
         return;
     };
-    let burst: Vec<Vec<u8>> = (0..TRAIN as u64).map(|i| payload(SEGMENT, i)).collect();
+    let burst = burst(SEGMENT);
     let mut buf = vec![0u8; 65536];
-
-    let gro = UdpSocket::bind("127.0.0.1:0").unwrap();
-    gro.connect(r.addr()).unwrap();
-    common::set_udp_gro(&gro);
-    round_trip(&gro, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
-    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
-    plain.connect(r.addr()).unwrap();
-    round_trip(&plain, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    let gro = ready_client(backend, &r, true);
+    let plain = ready_client(backend, &r, false);
 
     let sends: Vec<(&UdpSocket, &[u8])> = burst
         .iter()
@@ -943,11 +974,7 @@ fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
         "[{backend}] the burst's replies did not arrive as one GSO train"
     );
     assert_eq!(buf[..n], burst.concat(), "[{backend}] train content");
-    for (i, d) in burst.iter().enumerate() {
-        let (n, _) = recv_within(&plain, &mut buf, REPLY_TIMEOUT)
-            .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));
-        assert_eq!(buf[..n], d[..], "[{backend}] reply {i} of the burst");
-    }
+    expect_each_in_order(backend, &plain, &burst);
 
     let s = stop_and_summarise(r);
     let sent = 2 * (TRAIN as u64 + 1);
@@ -965,16 +992,8 @@ fn replies_to_one_peer_leave_as_one_gso_train(backend: &'static str) {
 /// Runs on the loopback of a network namespace of the test's own, whose
 /// MTU the test lowers to 1280.
 fn a_route_that_refuses_gso_trains_gets_the_datagrams_one_by_one(backend: &'static str) {
-    if !common::is_root() {
-        skip("needs root to create a network namespace");
+    let Some(ns) = own_netns(&format!("gso-{backend}")) else {
         return;
-    }
-    let ns = match common::NetNs::create(&format!("gso-{backend}")) {
-        Ok(ns) => ns,
-        Err(e) => {
-            skip(format!("cannot create a network namespace here: {e}"));
-            return;
-        }
     };
     ns.ip(&["link", "set", "lo", "mtu", "1280"]).unwrap();
     let mut cmd = serve_command([
@@ -1003,15 +1022,10 @@ fn a_route_that_refuses_gso_trains_gets_the_datagrams_one_by_one(backend: &'stat
     });
     round_trip(&sock, b"ready", target).unwrap_or_else(|e| panic!("[{backend}] {e}"));
     // 1400-byte datagrams: above what one 1280-byte frame holds.
-    let burst: Vec<Vec<u8>> = (0..TRAIN as u64).map(|i| payload(1400, i)).collect();
+    let burst = burst(1400);
     let sends: Vec<(&UdpSocket, &[u8])> = burst.iter().map(|d| (&sock, &d[..])).collect();
     send_while_stopped(&r, &sends);
-    let mut buf = vec![0u8; 65536];
-    for (i, d) in burst.iter().enumerate() {
-        let (n, _) = recv_within(&sock, &mut buf, REPLY_TIMEOUT)
-            .unwrap_or_else(|| panic!("[{backend}] reply {i} of the burst missing"));
-        assert_eq!(buf[..n], d[..], "[{backend}] reply {i} of the burst");
-    }
+    expect_each_in_order(backend, &sock, &burst);
 
     let out = r.stop();
     assert_eq!(out.status.code(), Some(0), "{out:#?}");
@@ -1042,12 +1056,9 @@ fn no_gso_sends_one_datagram_per_message(backend: &'static str) {
     ) else {
         return;
     };
-    let burst: Vec<Vec<u8>> = (0..TRAIN as u64).map(|i| payload(SEGMENT, i)).collect();
+    let burst = burst(SEGMENT);
     let mut buf = vec![0u8; 65536];
-    let gro = UdpSocket::bind("127.0.0.1:0").unwrap();
-    gro.connect(r.addr()).unwrap();
-    common::set_udp_gro(&gro);
-    round_trip(&gro, b"ready", r.addr()).unwrap_or_else(|e| panic!("[{backend}] {e}"));
+    let gro = ready_client(backend, &r, true);
     let sends: Vec<(&UdpSocket, &[u8])> = burst.iter().map(|d| (&gro, &d[..])).collect();
     send_while_stopped(&r, &sends);
     for (i, d) in burst.iter().enumerate() {

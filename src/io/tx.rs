@@ -141,11 +141,6 @@ impl TxBatch {
         self.len == self.iovs.len()
     }
 
-    /// Whether runs of alike replies still leave as GSO trains.
-    pub fn gso(&self) -> bool {
-        self.gso
-    }
-
     /// Queues a reply of `payload` to the sockaddr bytes `name`, from the
     /// local address in `pktinfo`. `rx_ns` is the request's kernel receive time
     /// (0 when unknown). The memory behind `payload` must stay untouched until
@@ -160,7 +155,12 @@ impl TxBatch {
         r.name_len = n as u8;
         r.pktinfo = pktinfo.copied();
         r.rx_ns = rx_ns;
-        r.key = route_key(&name[..n], payload.len());
+        // Only grouping and trains read the key.
+        r.key = if self.gso {
+            route_key(&name[..n], payload.len())
+        } else {
+            0
+        };
         self.iovs[i] = libc::iovec {
             iov_base: payload.as_mut_ptr().cast(),
             iov_len: payload.len(),
