@@ -529,6 +529,26 @@ class Session:
     def ladder(self, size):
         return sorted(set(self.plan["ladder"])) + [0]
 
+    def measured(self, row, kind, size, tag, body, errors, counts=True, mode="echo"):
+        """Starts reflector `kind`, fills `row` with body(r, row), stops it and records
+        the row, with the error if the start or `body` failed (`errors`: what `body` may
+        raise). Returns the row, or None if the reflector did not start."""
+        try:
+            r = Reflector(kind, size, self.logdir, self.tag(tag), mode=mode)
+        except RuntimeError as e:
+            self.add({**row, "error": str(e)})
+            return None
+        try:
+            body(r, row)
+        except errors as e:
+            row["error"] = str(e)
+        finally:
+            r.stop()
+        if counts:
+            row.update(self_counts(r))
+        self.add(row)
+        return row
+
     # ---- rate ladder
 
     def rate_step(self, rnd, size, rate):
@@ -538,23 +558,17 @@ class Session:
             flows = REFLECTORS[kind][1]
             row = {"experiment": "rate", "round": rnd, "size": size, "reflector": kind,
                    "flows": flows, "rate": rate}
-            try:
-                r = Reflector(kind, size, self.logdir, self.tag(f"rate-{kind}"))
-            except RuntimeError as e:
-                self.add({**row, "error": str(e)})
-                continue
-            try:
+
+            def body(r, row):
                 win = Window(r, p["warmup_s"] + 0.05, p["rate_s"] - 0.1)
                 b = bench(r.port, size, flows, p["rate_s"], p["warmup_s"], rate=rate, gso=gso)
                 row.update(bench_row(b))
                 row["reflector_socket_drops"] = udp_drops(r.port)
                 row.update(win.result())
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                row["error"] = str(e)
-            finally:
-                r.stop()
-            row.update(self_counts(r))
-            self.add(row)
+
+            if self.measured(row, kind, size, f"rate-{kind}", body,
+                             (RuntimeError, subprocess.TimeoutExpired, ValueError)) is None:
+                continue
             if "error" not in row:
                 log(f"  rate r{rnd} {size:>4} B {kind:<8} offered {row['pps_sent']:>9.0f} "
                     f"reflected {row['pps_received']:>9.0f} loss {100 * row['loss_ratio']:.3f}% "
@@ -571,12 +585,8 @@ class Session:
             flows = REFLECTORS[kind][1]
             row = {"experiment": "cpu", "round": rnd, "size": size, "reflector": kind,
                    "flows": flows, "rate": CPU_RATE}
-            try:
-                r = Reflector(kind, size, self.logdir, self.tag(f"cpu-{kind}"))
-            except RuntimeError as e:
-                self.add({**row, "error": str(e)})
-                continue
-            try:
+
+            def body(r, row):
                 c0 = cpu_stat()
                 (p0, s0), (tp0, ts0), (v0, i0) = r.cpu()
                 b = bench(r.port, size, flows, p["cpu_s"], p["warmup_s"], rate=CPU_RATE)
@@ -599,12 +609,11 @@ class Session:
                 row["cpu1_ns_per_pkt"] = (
                     row["cpu1_busy_pct"] / 100 * secs * 1e9 / pkts if pkts else None)
                 row["reflector_socket_drops"] = udp_drops(r.port)
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as e:
-                row["error"] = str(e)
-            finally:
-                r.stop()
-            row.update(self_counts(r))
-            self.add(row)
+
+            if self.measured(row, kind, size, f"cpu-{kind}", body,
+                             (RuntimeError, subprocess.TimeoutExpired, ValueError,
+                              OSError)) is None:
+                continue
             if "error" not in row:
                 log(f"  cpu  r{rnd} {size:>4} B {kind:<8} {fmt(row['ns_per_pkt'])} ns/pkt "
                     f"(thread {fmt(row['thread_ns_per_pkt'], '.0f')}), "
@@ -621,21 +630,17 @@ class Session:
         for kind in self.order(rnd, ORDER):
             row = {"experiment": "rtt", "round": rnd, "size": size, "reflector": kind,
                    "flows": 1, "window": 1}
-            try:
-                r = Reflector(kind, size, self.logdir, self.tag(f"rtt-{kind}"))
-            except RuntimeError as e:
-                self.add({**row, "error": str(e)})
-                continue
             hgrm = hdir / f"rtt_{kind}_{size}B_r{rnd}.hgrm"
-            try:
+
+            def body(r, row):
                 b = bench(r.port, size, 1, p["rtt_s"], p["rtt_warmup_s"], window=1, hgrm=hgrm)
                 row.update(bench_row(b))
                 row["hgrm"] = str(hgrm.relative_to(self.outdir))
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                row["error"] = str(e)
-            finally:
-                r.stop()
-            self.add(row)
+
+            if self.measured(row, kind, size, f"rtt-{kind}", body,
+                             (RuntimeError, subprocess.TimeoutExpired, ValueError),
+                             counts=False) is None:
+                continue
             if "error" not in row:
                 log(f"  rtt  r{rnd} {size:>4} B {kind:<8} p50 {row['rtt_p50_us']:.1f} us "
                     f"p99 {row['rtt_p99_us']:.1f} us")
@@ -647,25 +652,20 @@ class Session:
         for kind in self.order(rnd, ["sockperf-server", "ours-sockperf"]):
             row = {"experiment": "sockperf", "round": rnd, "size": size, "reflector": kind,
                    "flows": 1}
-            try:
-                r = Reflector(kind, size, self.logdir, self.tag(kind), mode="sockperf")
-            except RuntimeError as e:
-                self.add({**row, "error": str(e)})
-                continue
-            argv = ["taskset", "-c", str(LOAD_CPU), "sockperf", "ping-pong", "-i", "127.0.0.1",
-                    "-p", str(r.port), "-t", str(p["sockperf_s"]), "-m", str(size)]
-            if SOCKPERF_FULL_RTT:
-                argv.append("--full-rtt")
-            try:
-                out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                     timeout=p["sockperf_s"] + 15)
+
+            def body(r, row):
+                argv = ["taskset", "-c", str(LOAD_CPU), "sockperf", "ping-pong",
+                        "-i", "127.0.0.1", "-p", str(r.port), "-t", str(p["sockperf_s"]),
+                        "-m", str(size)]
+                if SOCKPERF_FULL_RTT:
+                    argv.append("--full-rtt")
+                out = subprocess.run(argv, capture_output=True, text=True,
+                                     stdin=subprocess.DEVNULL, timeout=p["sockperf_s"] + 15)
                 row.update(parse_sockperf(out.stdout + out.stderr))
-            except (subprocess.TimeoutExpired, ValueError) as e:
-                row["error"] = str(e)
-            finally:
-                r.stop()
-            row.update(self_counts(r))
-            self.add(row)
+
+            if self.measured(row, kind, size, kind, body,
+                             (subprocess.TimeoutExpired, ValueError), mode="sockperf") is None:
+                continue
             if "error" not in row:
                 log(f"  sockperf r{rnd} {size} B {kind:<15} p50 {row['rtt_p50_us']:.1f} us "
                     f"p99 {row['rtt_p99_us']:.1f} us ({row['sockperf_metric']})")
