@@ -6,9 +6,13 @@
 
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{builder::PossibleValue, Args, Parser, Subcommand, ValueEnum};
 
-use crate::{reflect::Mode, Error};
+use crate::{
+    parse::{format_cpu_list, parse_secs, parse_secs_or_zero, CpuList},
+    reflect::Mode,
+    Error,
+};
 
 /// A high-performance, batched UDP reflector for Linux.
 ///
@@ -58,8 +62,8 @@ pub struct ServeArgs {
     pub listen: Vec<ListenSpec>,
 
     /// How to answer, for every listener without its own ",mode=".
-    #[arg(long, value_enum, default_value_t = Mode::Echo)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg(Mode::Echo))]
+    pub mode: ModeArg,
 
     /// Number of workers, one per core, pinned to the first N usable cores.
     /// Default: one per usable core.
@@ -129,6 +133,30 @@ pub struct ServeArgs {
     pub json: bool,
 }
 
+/// `--mode`'s value: a [`Mode`], whose names and help come from
+/// [`Mode::name`] and [`Mode::about`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeArg(pub Mode);
+
+impl ValueEnum for ModeArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        const ALL: [ModeArg; Mode::ALL.len()] = {
+            let mut all = [ModeArg(Mode::Echo); Mode::ALL.len()];
+            let mut i = 0;
+            while i < all.len() {
+                all[i] = ModeArg(Mode::ALL[i]);
+                i += 1;
+            }
+            all
+        };
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.name()).help(self.0.about()))
+    }
+}
+
 /// One `--listen` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenSpec {
@@ -153,85 +181,11 @@ impl FromStr for ListenSpec {
                 let m = o
                     .strip_prefix("mode=")
                     .ok_or_else(|| format!("unknown option '{o}' (valid: mode=MODE)"))?;
-                Some(Mode::from_str(m, true).map_err(|_| {
-                    format!("unknown mode '{m}' (valid: echo, discard, sockperf, stamp)")
-                })?)
+                Some(m.parse::<Mode>().map_err(|e| e.to_string())?)
             }
         };
         Ok(ListenSpec { addr, mode })
     }
-}
-
-/// A list of CPU numbers such as "0,2-3".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuList(pub Vec<usize>);
-
-impl FromStr for CpuList {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("'{s}' is not a CPU list (examples: 0 | 0,2 | 0-3 | 0,2-3)");
-        let mut cpus = Vec::new();
-        for part in s.split(',') {
-            let part = part.trim();
-            let (lo, hi) = match part.split_once('-') {
-                Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
-                None => {
-                    let c: usize = part.parse().map_err(|_| bad())?;
-                    (c, c)
-                }
-            };
-            if lo > hi || hi - lo > 4096 {
-                return Err(bad());
-            }
-            for c in lo..=hi {
-                if !cpus.contains(&c) {
-                    cpus.push(c);
-                }
-            }
-        }
-        Ok(CpuList(cpus))
-    }
-}
-
-/// Formats CPUs back into the compact "0,2-3" form.
-pub fn format_cpu_list(cpus: &[usize]) -> String {
-    let mut sorted = cpus.to_vec();
-    sorted.sort_unstable();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
-            i += 1;
-        }
-        out.push(if sorted[i] == start {
-            start.to_string()
-        } else {
-            format!("{start}-{}", sorted[i])
-        });
-        i += 1;
-    }
-    out.join(",")
-}
-
-/// Seconds (fractions allowed), greater than 0.
-pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
-    match parse_secs_or_zero(s)? {
-        d if d.is_zero() => Err("must be greater than 0".into()),
-        d => Ok(d),
-    }
-}
-
-/// Seconds (fractions allowed), 0 included.
-pub(crate) fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !(0.0..=1e9).contains(&v) {
-        return Err(format!("'{s}' must be between 0 and 1e9 seconds"));
-    }
-    Ok(Duration::from_secs_f64(v))
 }
 
 fn parse_ring_entries(s: &str) -> Result<u16, String> {
@@ -304,15 +258,16 @@ impl ServeArgs {
             (None, None) => allowed,
         };
         let listeners: Vec<Listener> = if self.listen.is_empty() {
-            let port = self.mode.default_port();
+            let mode = self.mode.0;
+            let port = mode.default_port();
             vec![
                 Listener {
                     addr: SocketAddr::from(([0, 0, 0, 0], port)),
-                    mode: self.mode,
+                    mode,
                 },
                 Listener {
                     addr: SocketAddr::from(([0u16; 8], port)),
-                    mode: self.mode,
+                    mode,
                 },
             ]
         } else {
@@ -320,7 +275,7 @@ impl ServeArgs {
                 .iter()
                 .map(|l| Listener {
                     addr: l.addr,
-                    mode: l.mode.unwrap_or(self.mode),
+                    mode: l.mode.unwrap_or(self.mode.0),
                 })
                 .collect()
         };
@@ -364,16 +319,6 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists_parse_and_format_round_trip() {
-        assert_eq!("0,2-3".parse::<CpuList>().unwrap().0, vec![0, 2, 3]);
-        assert_eq!("1-1".parse::<CpuList>().unwrap().0, vec![1]);
-        assert_eq!(format_cpu_list(&[3, 0, 2, 5]), "0,2-3,5");
-        for bad in ["", "a", "3-1", "1,,2", "-1"] {
-            assert!(bad.parse::<CpuList>().is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn listen_specs_take_an_optional_mode() {

@@ -61,7 +61,7 @@ impl fmt::Display for Error {
             Error::Cpu { cpu, allowed } => write!(
                 f,
                 "cpu {cpu} does not exist or is not allowed for this process (allowed: {})",
-                crate::cli::format_cpu_list(allowed)
+                crate::parse::format_cpu_list(allowed)
             ),
             Error::UringUnavailable(e) => {
                 write!(f, "io_uring unavailable ({e}): {}", uring_refusal_hint(e))

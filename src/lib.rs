@@ -29,6 +29,7 @@ pub mod cli;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod parse;
 pub mod reflect;
 pub mod report;
 pub mod runtime;

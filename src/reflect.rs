@@ -10,15 +10,13 @@
 //! captures of sockperf 3.7's own server) and [`stamp`] (RFC 8762, with a
 //! session-sender encoder and reply decoder for the bench client).
 
-use clap::ValueEnum;
-
 pub mod sockperf;
 pub mod stamp;
 
 pub use stamp::reflect as stamp_reflect;
 
 /// How a listener answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// RFC 862: the payload comes back unchanged.
     Echo,
@@ -31,6 +29,29 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order `--help` lists them.
+    pub const ALL: [Mode; 4] = [Mode::Echo, Mode::Discard, Mode::Sockperf, Mode::Stamp];
+
+    /// The mode's name on the command line, in reports and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Discard => "discard",
+            Mode::Sockperf => "sockperf",
+            Mode::Stamp => "stamp",
+        }
+    }
+
+    /// One line saying what the mode does (`--help`).
+    pub fn about(self) -> &'static str {
+        match self {
+            Mode::Echo => "RFC 862: the payload comes back unchanged",
+            Mode::Discard => "RFC 863: receive and count, never reply",
+            Mode::Sockperf => "Answer sockperf clients as sockperf's own server does",
+            Mode::Stamp => "RFC 8762 STAMP session-reflector, stateless, unauthenticated",
+        }
+    }
+
     /// The port a listener of this mode uses when none is given.
     pub fn default_port(self) -> u16 {
         match self {
@@ -43,6 +64,35 @@ impl Mode {
     /// Whether replies need the received TTL / hop limit.
     pub fn wants_ttl(self) -> bool {
         self == Mode::Stamp
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not a mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownMode(pub String);
+
+impl std::fmt::Display for UnknownMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let valid: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+        write!(f, "unknown mode '{}' (valid: {})", self.0, valid.join(", "))
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = UnknownMode;
+
+    /// A mode by its [`Mode::name`], in any case.
+    fn from_str(s: &str) -> Result<Self, UnknownMode> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownMode(s.to_string()))
     }
 }
 
@@ -132,6 +182,20 @@ pub fn reflect(mode: Mode, meta: &RxMeta, buf: &mut [u8], len: usize) -> Verdict
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mode_names_parse_back_in_any_case() {
+        for m in Mode::ALL {
+            assert_eq!(m.name().parse::<Mode>(), Ok(m));
+            assert_eq!(m.name().to_uppercase().parse::<Mode>(), Ok(m));
+            assert_eq!(m.to_string(), m.name());
+        }
+        let e = "nope".parse::<Mode>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown mode 'nope' (valid: echo, discard, sockperf, stamp)"
+        );
+    }
 
     #[test]
     fn echo_returns_the_payload_unchanged() {

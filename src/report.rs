@@ -73,10 +73,7 @@ impl Reporter {
     ) {
         if self.json {
             let addrs: Vec<String> = listeners.iter().map(|(a, _)| a.to_string()).collect();
-            let modes: Vec<String> = listeners
-                .iter()
-                .map(|(_, m)| format!("{m:?}").to_lowercase())
-                .collect();
+            let modes: Vec<&str> = listeners.iter().map(|(_, m)| m.name()).collect();
             self.emit(
                 json!({"event": "listening", "addrs": addrs, "modes": modes, "backend": backend,
                        "cpus": cpus, "rcvbuf_granted": rcvbuf})
@@ -85,14 +82,14 @@ impl Reporter {
         } else {
             let l: Vec<String> = listeners
                 .iter()
-                .map(|(a, m)| format!("{a} ({})", format!("{m:?}").to_lowercase()))
+                .map(|(a, m)| format!("{a} ({m})"))
                 .collect();
             let rcv = rcvbuf.map_or(String::new(), |b| format!(", SO_RCVBUF granted {b} bytes"));
             self.emit(format!(
                 "udp-reflector: listening on {} with {} worker(s) on cpus {}, backend {backend}{rcv}",
                 l.join(", "),
                 cpus.len(),
-                crate::cli::format_cpu_list(cpus),
+                crate::parse::format_cpu_list(cpus),
             ));
         }
     }

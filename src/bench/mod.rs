@@ -76,7 +76,7 @@ use self::{
     tracker::Tracker,
 };
 use crate::{
-    cli::{parse_secs, parse_secs_or_zero, CpuList},
+    parse::{parse_secs, parse_secs_or_zero, CpuList},
     sys::loadgen::FlowSocket,
     Error,
 };
@@ -687,7 +687,7 @@ mod tests {
     #[test]
     fn open_loop_pairs_cores_and_closed_loop_uses_each() {
         let allowed = crate::sys::affinity::allowed_cpus().unwrap();
-        let list = crate::cli::format_cpu_list(&allowed);
+        let list = crate::parse::format_cpu_list(&allowed);
         let open = config(&["--rate", "1000", "--cpus", &list]);
         assert_eq!(open.groups, (allowed.len() / 2).max(1));
         let closed = config(&["--window", "1", "--cpus", &list]);
