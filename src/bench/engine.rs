@@ -432,7 +432,7 @@ struct Receiver {
 impl Receiver {
     fn new(cfg: &Config, flows: &[Flow]) -> Receiver {
         Receiver {
-            batch: RecvBatch::new(cfg.rx_slots(), cfg.size),
+            batch: RecvBatch::with_gro(cfg.rx_slots(), cfg.rx_slot_len(), cfg.gro),
             expect: Expect::new(cfg.run, cfg.size),
             size: cfg.size,
             polls: PollSet::new(flows.iter().map(|f| &*f.sock)),
@@ -626,7 +626,12 @@ fn closed_loop(
         if sending {
             cap = cap.min(Duration::from_nanos(cfg.end_ns().saturating_sub(now)));
         }
-        let wait = wait_for(&trackers, now, cap);
+        // --busy-poll: look without sleeping, every turn.
+        let wait = if cfg.busy_poll {
+            Duration::ZERO
+        } else {
+            wait_for(&trackers, now, cap)
+        };
         rx.poll_and_read(&flows, &mut trackers, wait, shared, live);
         let now = shared.now_ns();
         trackers.iter_mut().for_each(|t| {
@@ -785,11 +790,15 @@ fn receiver(
         if senders_done && trackers.iter().all(Tracker::resolved) {
             break;
         }
-        let wait = wait_for(
-            &trackers,
-            now,
-            Duration::from_millis(if senders_done { 50 } else { 2 }),
-        );
+        let wait = if cfg.busy_poll {
+            Duration::ZERO
+        } else {
+            wait_for(
+                &trackers,
+                now,
+                Duration::from_millis(if senders_done { 50 } else { 2 }),
+            )
+        };
         rx.poll_and_read(flows, &mut trackers, wait, shared, live);
     }
     publish(&trackers, live);

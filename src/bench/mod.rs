@@ -88,6 +88,8 @@ const MAX_PAYLOAD_V6: usize = 65_527;
 const MAX_GSO_SEGMENTS: usize = 64;
 /// Bytes one send batch may hold.
 const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Receive slots with GRO: each holds up to 64 KiB (a whole train).
+const GRO_SLOTS: usize = 32;
 /// Receive buffer asked for each flow socket.
 const RCVBUF: u32 = 4 << 20;
 
@@ -158,6 +160,20 @@ pub struct BenchArgs {
     /// per buffer. Falls back to plain sends if the kernel refuses.
     #[arg(long)]
     pub gso: bool,
+
+    /// Read one datagram per slot. By default bench reads with UDP_GRO
+    /// (where the kernel has it): a train of echoes (a GSO reply on
+    /// loopback, or datagrams a NIC's GRO merged) is read in one go and split
+    /// back into its datagrams, each counted as usual.
+    #[arg(long)]
+    pub no_gro: bool,
+
+    /// Never sleep while waiting for echoes: the receiving loop polls its
+    /// sockets without blocking, so the RTT of a ping-pong (`--flows 1
+    /// --window 1`) leaves out bench's own wakeup. Costs a whole core per
+    /// receiving thread while it runs.
+    #[arg(long)]
+    pub busy_poll: bool,
 
     /// Cores to pin threads to, such as "0,2-3". Open loop runs a sender
     /// and a receiver thread per pair of cores, in list order (a single
@@ -270,6 +286,10 @@ pub struct Config {
     pub run: u32,
     /// STAMP Session-Sender instead of bench headers.
     pub stamp: bool,
+    /// Read with UDP_GRO (trains split back into datagrams).
+    pub gro: bool,
+    /// Receiving loops poll without sleeping.
+    pub busy_poll: bool,
 }
 
 impl BenchArgs {
@@ -364,6 +384,8 @@ impl BenchArgs {
             tracker_log2,
             run: run_id(),
             stamp: self.stamp,
+            gro: !self.no_gro,
+            busy_poll: self.busy_poll,
         })
     }
 }
@@ -406,11 +428,26 @@ impl Config {
         (2 * self.timeout.as_nanos() as u64).max(1_000_000_000)
     }
 
-    /// Datagrams read per recvmmsg.
+    /// Messages read per recvmmsg (with GRO, each may hold a train).
     pub fn rx_slots(&self) -> usize {
-        self.batch
+        let slots = self
+            .batch
             .clamp(16, 256)
-            .min((MAX_BATCH_BYTES / self.size).max(1))
+            .min((MAX_BATCH_BYTES / self.rx_slot_len()).max(1));
+        if self.gro {
+            slots.min(GRO_SLOTS)
+        } else {
+            slots
+        }
+    }
+
+    /// Bytes per receive slot: a datagram, or with GRO a whole train.
+    pub fn rx_slot_len(&self) -> usize {
+        if self.gro {
+            MAX_PAYLOAD_V6
+        } else {
+            self.size
+        }
     }
 }
 
@@ -442,6 +479,19 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
                 let _ = s.set_gso_segment(0);
             });
             cfg.gso_segments = None;
+        }
+    }
+    if cfg.gro {
+        if let Err(e) = socks.iter().try_for_each(|s| s.set_gro(true)) {
+            if !cfg.json {
+                eprintln!(
+                    "bench: this kernel refuses UDP_GRO ({e}); reading one datagram at a time"
+                );
+            }
+            socks.iter().for_each(|s| {
+                let _ = s.set_gro(false);
+            });
+            cfg.gro = false;
         }
     }
     crate::sys::signals::block_stop_signals()

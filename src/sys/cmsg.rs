@@ -48,6 +48,9 @@ pub struct RxControl {
     pub rx_time_ns: Option<u64>,
     /// IP_TTL or IPV6_HOPLIMIT.
     pub ttl: Option<u8>,
+    /// UDP_GRO: the payload is a train of datagrams of this size (the last
+    /// may be shorter), merged by GRO (net/ipv4/udp.c, udp_cmsg_recv).
+    pub gro_segment: Option<u16>,
 }
 
 fn read_i32(d: &[u8]) -> Option<i32> {
@@ -96,6 +99,12 @@ pub fn decode(control: &[u8]) -> RxControl {
             }
             (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
                 out.ttl = read_i32(data).map(|v| v.clamp(0, 255) as u8);
+            }
+            (libc::SOL_UDP, libc::UDP_GRO) => {
+                // An int holding gso_size; 0 (never sent) means no train.
+                out.gro_segment = read_i32(data)
+                    .and_then(|v| u16::try_from(v).ok())
+                    .filter(|&v| v > 0);
             }
             _ => {}
         }
@@ -185,6 +194,7 @@ mod tests {
         ));
         buf.extend(cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts));
         buf.extend(cmsg(libc::IPPROTO_IP, libc::IP_TTL, &64i32.to_ne_bytes()));
+        buf.extend(cmsg(libc::SOL_UDP, libc::UDP_GRO, &1472i32.to_ne_bytes()));
         let rx = decode(&buf);
         assert_eq!(
             rx.pktinfo,
@@ -195,6 +205,7 @@ mod tests {
         assert_eq!(rx.rxq_ovfl, Some(9));
         assert_eq!(rx.rx_time_ns, Some(5_000_000_007));
         assert_eq!(rx.ttl, Some(64));
+        assert_eq!(rx.gro_segment, Some(1472));
     }
 
     #[test]

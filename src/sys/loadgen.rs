@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use super::{mmsg, sockaddr, socket};
+use super::{cmsg, mmsg, sockaddr, socket};
 
 /// A UDP socket connected to the target: the kernel picks the source address
 /// and a port of its own, so each flow is a distinct 4-tuple that
@@ -68,6 +68,14 @@ impl FlowSocket {
     /// a cmsg overrides). Needs Linux >= 4.18; ENOPROTOOPT before that.
     pub fn set_gso_segment(&self, segment: u16) -> io::Result<()> {
         self.set_int(libc::SOL_UDP, libc::UDP_SEGMENT, i32::from(segment))
+    }
+
+    /// Sets `UDP_GRO`: the kernel may hand over a train of datagrams of one
+    /// flow in one read, with a `UDP_GRO` control message giving their size
+    /// (a GSO train sent on loopback arrives whole; on a NIC, GRO merges a
+    /// flow's datagrams). Needs Linux >= 5.0; ENOPROTOOPT before that.
+    pub fn set_gro(&self, on: bool) -> io::Result<()> {
+        self.set_int(libc::SOL_UDP, libc::UDP_GRO, i32::from(on))
     }
 
     /// Datagrams the kernel dropped at this socket since it was opened,
@@ -146,16 +154,33 @@ impl SendBatch {
 }
 
 /// Reusable `recvmmsg` vectors and `slots` buffers of `slot_len` bytes each.
+///
+/// With `gro`, each slot also has a control area for the `UDP_GRO` message,
+/// and a slot that holds a train is split back into its datagrams: a
+/// train of N counts as N datagrams, in order.
 pub struct RecvBatch {
     buf: Vec<u8>,
     slot_len: usize,
     iov: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
-    filled: usize,
+    /// Per slot: room for the UDP_GRO control message (GRO only).
+    control: Vec<[u8; GRO_CONTROL_LEN]>,
+    gro: bool,
+    /// The datagrams of the last read: start in `buf`, length, cut short.
+    datagrams: Vec<(usize, usize, bool)>,
 }
+
+/// Room for one `UDP_GRO` control message (an int) and some to spare.
+const GRO_CONTROL_LEN: usize = 64;
 
 impl RecvBatch {
     pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
+        Self::with_gro(slots, slot_len, false)
+    }
+
+    /// As [`RecvBatch::new`]; with `gro`, reads trains (`slot_len` should
+    /// then hold a whole train, 65535 bytes) and splits them.
+    pub fn with_gro(slots: usize, slot_len: usize, gro: bool) -> RecvBatch {
         let slots = slots.max(1);
         let slot_len = slot_len.max(1);
         RecvBatch {
@@ -163,17 +188,23 @@ impl RecvBatch {
             slot_len,
             iov: vec![empty_iovec(); slots],
             hdrs: vec![empty_mmsghdr(); slots],
-            filled: 0,
+            control: vec![[0; GRO_CONTROL_LEN]; if gro { slots } else { 0 }],
+            gro,
+            datagrams: Vec::with_capacity(slots),
         }
     }
 
-    /// Reads up to `slots` datagrams without blocking. `Ok(0)` when none is
-    /// waiting. Errors are the socket's own (ECONNREFUSED after an ICMP port
-    /// unreachable from the target, for one).
+    /// Reads up to `slots` messages without blocking and returns how many
+    /// datagrams they hold (a GRO train counts each of its datagrams).
+    /// `Ok(0)` when none is waiting. Errors are the socket's own
+    /// (ECONNREFUSED after an ICMP port unreachable from the target, for one).
     pub fn recv(&mut self, sock: &FlowSocket) -> io::Result<usize> {
-        self.filled = 0;
+        self.datagrams.clear();
         let slots = self.buf.chunks_mut(self.slot_len);
-        for (slot, (iov, hdr)) in slots.zip(self.iov.iter_mut().zip(&mut self.hdrs)) {
+        for (i, (slot, (iov, hdr))) in slots
+            .zip(self.iov.iter_mut().zip(&mut self.hdrs))
+            .enumerate()
+        {
             *iov = libc::iovec {
                 iov_base: slot.as_mut_ptr().cast(),
                 iov_len: slot.len(),
@@ -181,33 +212,61 @@ impl RecvBatch {
             *hdr = empty_mmsghdr();
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: every header names no address, no control, and one iovec over
-        // its own `slot_len` bytes of `self.buf`, all alive and exclusively
-        // borrowed for the call.
-        match unsafe { mmsg::recvmmsg(sock.fd.as_raw_fd(), &mut self.hdrs) } {
-            Ok(n) => {
-                self.filled = n;
-                Ok(n)
+            if let Some(control) = self.control.get_mut(i) {
+                hdr.msg_hdr.msg_control = control.as_mut_ptr().cast();
+                hdr.msg_hdr.msg_controllen = GRO_CONTROL_LEN as _;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
         }
+        // SAFETY: every header names no address, one iovec over its own
+        // `slot_len` bytes of `self.buf` and, with GRO, its own control area,
+        // all alive and exclusively borrowed for the call.
+        let n = match unsafe { mmsg::recvmmsg(sock.fd.as_raw_fd(), &mut self.hdrs) } {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for (i, h) in self.hdrs[..n].iter().enumerate() {
+            let len = (h.msg_len as usize).min(self.slot_len);
+            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let start = i * self.slot_len;
+            let segment = match self.control.get(i) {
+                Some(control) => {
+                    // msg_controllen is size_t on glibc and socklen_t on musl.
+                    #[allow(clippy::unnecessary_cast)]
+                    let used = (h.msg_hdr.msg_controllen as usize).min(GRO_CONTROL_LEN);
+                    cmsg::decode(&control[..used]).gro_segment
+                }
+                None => None,
+            };
+            match segment.map(usize::from) {
+                Some(seg) if seg < len => {
+                    let mut off = 0;
+                    while off < len {
+                        let l = seg.min(len - off);
+                        // Only the train's end can have been cut short.
+                        self.datagrams
+                            .push((start + off, l, truncated && off + l == len));
+                        off += l;
+                    }
+                }
+                _ => self.datagrams.push((start, len, truncated)),
+            }
+        }
+        Ok(self.datagrams.len())
     }
 
     /// Datagram `i` of the last [`RecvBatch::recv`]: its bytes, and whether
     /// the kernel cut it to fit the slot (`MSG_TRUNC`).
     pub fn datagram(&self, i: usize) -> (&[u8], bool) {
-        if i >= self.filled {
-            return (&[], false);
+        match self.datagrams.get(i) {
+            Some(&(start, len, truncated)) => (&self.buf[start..start + len], truncated),
+            None => (&[], false),
         }
-        let h = &self.hdrs[i];
-        let len = (h.msg_len as usize).min(self.slot_len);
-        let start = i * self.slot_len;
-        (
-            &self.buf[start..start + len],
-            h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-        )
+    }
+
+    /// Whether this batch reads GRO trains.
+    pub fn gro(&self) -> bool {
+        self.gro
     }
 }
 
@@ -320,5 +379,36 @@ mod tests {
         let mut b = [0u8; 512];
         let lens: Vec<usize> = (0..3).map(|_| server.recv(&mut b).unwrap()).collect();
         assert_eq!(lens, [100, 100, 50]);
+    }
+
+    #[test]
+    fn gro_reads_a_train_as_its_datagrams_in_order() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx_sock = FlowSocket::connect(&server.local_addr().unwrap()).unwrap();
+        if let Err(e) = rx_sock.set_gro(true) {
+            eprintln!("skipped: UDP_GRO refused by this kernel ({e})");
+            return;
+        }
+        // The server (rx_sock's peer) sends one train of 100, 100, 50 bytes.
+        let buf: Vec<u8> = (0..250).map(|i| (i / 100) as u8 + 1).collect();
+        socket::setsockopt_int(server.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, 100).unwrap();
+        server.send_to(&buf, rx_sock.local_addr().unwrap()).unwrap();
+        let mut rx = RecvBatch::with_gro(4, 65535, true);
+        let mut n = 0;
+        for _ in 0..200 {
+            n = rx.recv(&rx_sock).unwrap();
+            if n > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(n, 3, "one train read as its three datagrams");
+        let got: Vec<(Vec<u8>, bool)> = (0..3)
+            .map(|i| (rx.datagram(i).0.to_vec(), rx.datagram(i).1))
+            .collect();
+        assert_eq!(got[0], (vec![1u8; 100], false));
+        assert_eq!(got[1], (vec![2u8; 100], false));
+        assert_eq!(got[2], (vec![3u8; 50], false));
+        assert_eq!(rx.datagram(3), (&[][..], false));
     }
 }
