@@ -49,7 +49,7 @@ fn start(backend: Backend, batch: usize) -> (Worker, Arc<Stop>, SocketAddr) {
 
 fn loopback(c: &mut Criterion) {
     let mut backends = vec![Backend::Mmsg];
-    match choose_backend(udp_reflector::cli::BackendChoice::Uring) {
+    match choose_backend(udp_reflector::config::BackendChoice::Uring) {
         Ok(b) => backends.insert(0, b),
         Err(e) => eprintln!("skipping the uring backend: {e}"),
     }

@@ -1,15 +1,16 @@
-//! Command-line flags (clap types) and their validation into [`ServeConfig`].
+//! Command-line flags (clap types only), turned into a validated
+//! [`ServeConfig`] by [`crate::config`].
 //!
-//! Raw flags and validated configuration are separate types: everything the
-//! workers read has been checked here, so a bad value fails before any socket
-//! is opened, with a message that names the flag.
+//! Raw flags and validated configuration are separate types, and only
+//! main.rs imports this module: the command line sits on top of the graph.
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::time::Duration;
 
 use clap::{builder::PossibleValue, Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    parse::{format_cpu_list, parse_secs, parse_secs_or_zero, CpuList},
+    config::{self, BackendChoice, ListenSpec, ServeConfig},
+    parse::{parse_secs, parse_secs_or_zero, CpuList},
     reflect::Mode,
     Error,
 };
@@ -41,17 +42,6 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
 }
 
-/// Which receive path the workers use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// io_uring if the kernel allows it, otherwise recvmmsg (says why, once).
-    Auto,
-    /// io_uring multishot recvmsg over a provided buffer ring; an error if refused.
-    Uring,
-    /// recvmmsg/sendmmsg.
-    Mmsg,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on, repeatable: ADDR:PORT, optionally followed by
@@ -75,8 +65,8 @@ pub struct ServeArgs {
     pub cpus: Option<CpuList>,
 
     /// Receive path.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+    #[arg(long, value_enum, default_value_t = BackendArg(BackendChoice::Auto))]
+    pub backend: BackendArg,
 
     /// Largest number of replies sent by one sendmmsg (and, for mmsg, read by
     /// one recvmmsg).
@@ -133,60 +123,43 @@ pub struct ServeArgs {
     pub json: bool,
 }
 
-/// `--mode`'s value: a [`Mode`], whose names and help come from
-/// [`Mode::name`] and [`Mode::about`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModeArg(pub Mode);
+/// A clap value for a type that names itself: the values, their names and
+/// their help come from the type's `ALL`, `name()` and `about()`.
+macro_rules! named_value {
+    ($(#[$doc:meta])* $arg:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $arg(pub $inner);
 
-impl ValueEnum for ModeArg {
-    fn value_variants<'a>() -> &'a [Self] {
-        const ALL: [ModeArg; Mode::ALL.len()] = {
-            let mut all = [ModeArg(Mode::Echo); Mode::ALL.len()];
-            let mut i = 0;
-            while i < all.len() {
-                all[i] = ModeArg(Mode::ALL[i]);
-                i += 1;
+        impl ValueEnum for $arg {
+            fn value_variants<'a>() -> &'a [Self] {
+                const ALL: [$arg; <$inner>::ALL.len()] = {
+                    let mut all = [$arg(<$inner>::ALL[0]); <$inner>::ALL.len()];
+                    let mut i = 0;
+                    while i < all.len() {
+                        all[i] = $arg(<$inner>::ALL[i]);
+                        i += 1;
+                    }
+                    all
+                };
+                &ALL
             }
-            all
-        };
-        &ALL
-    }
 
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.0.name()).help(self.0.about()))
-    }
-}
-
-/// One `--listen` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenSpec {
-    pub addr: SocketAddr,
-    pub mode: Option<Mode>,
-}
-
-impl FromStr for ListenSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, opts) = match s.split_once(',') {
-            Some((a, o)) => (a, Some(o)),
-            None => (s, None),
-        };
-        let addr: SocketAddr = addr.parse().map_err(|_| {
-            format!("'{addr}' is not ADDR:PORT (examples: 0.0.0.0:7007, [::1]:7007)")
-        })?;
-        let mode = match opts {
-            None => None,
-            Some(o) => {
-                let m = o
-                    .strip_prefix("mode=")
-                    .ok_or_else(|| format!("unknown option '{o}' (valid: mode=MODE)"))?;
-                Some(m.parse::<Mode>().map_err(|e| e.to_string())?)
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(PossibleValue::new(self.0.name()).help(self.0.about()))
             }
-        };
-        Ok(ListenSpec { addr, mode })
-    }
+        }
+    };
 }
+
+named_value!(
+    /// `--mode`'s value.
+    ModeArg(Mode)
+);
+named_value!(
+    /// `--backend`'s value.
+    BackendArg(BackendChoice)
+);
 
 fn parse_ring_entries(s: &str) -> Result<u16, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
@@ -196,113 +169,13 @@ fn parse_ring_entries(s: &str) -> Result<u16, String> {
     Ok(n as u16)
 }
 
-/// One validated listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listener {
-    pub addr: SocketAddr,
-    pub mode: Mode,
-}
-
-/// Validated configuration of `serve`.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub listeners: Vec<Listener>,
-    pub cpus: Vec<usize>,
-    pub backend: BackendChoice,
-    pub batch: usize,
-    pub max_datagram: usize,
-    pub buffers: u16,
-    pub rcvbuf: Option<u32>,
-    pub incoming_cpu: bool,
-    pub gso: bool,
-    pub duration: Option<Duration>,
-    pub stats_interval: Option<Duration>,
-    pub json: bool,
-}
-
 impl ServeArgs {
     /// Checks the flags against this host: the CPUs this process may use.
     pub fn validate(&self, stdout_is_terminal: bool) -> Result<ServeConfig, Error> {
-        let allowed = crate::sys::affinity::allowed_cpus()
-            .map_err(|e| Error::io("reading the CPU affinity mask", e))?;
-        let cpus = match (&self.cpus, self.workers) {
-            (Some(CpuList(list)), _) => {
-                if list.is_empty() {
-                    return Err(Error::Invalid {
-                        flag: "--cpus",
-                        reason: "empty list".into(),
-                    });
-                }
-                if let Some(&cpu) = list.iter().find(|c| !allowed.contains(c)) {
-                    return Err(Error::Cpu { cpu, allowed });
-                }
-                list.clone()
-            }
-            (None, Some(0)) => {
-                return Err(Error::Invalid {
-                    flag: "--workers",
-                    reason: "must be at least 1".into(),
-                })
-            }
-            (None, Some(n)) if n > allowed.len() => {
-                return Err(Error::Invalid {
-                    flag: "--workers",
-                    reason: format!(
-                        "{n} workers but only {} usable cores ({}); one worker per core",
-                        allowed.len(),
-                        format_cpu_list(&allowed)
-                    ),
-                })
-            }
-            (None, Some(n)) => allowed[..n].to_vec(),
-            (None, None) => allowed,
-        };
-        let listeners: Vec<Listener> = if self.listen.is_empty() {
-            let mode = self.mode.0;
-            let port = mode.default_port();
-            vec![
-                Listener {
-                    addr: SocketAddr::from(([0, 0, 0, 0], port)),
-                    mode,
-                },
-                Listener {
-                    addr: SocketAddr::from(([0u16; 8], port)),
-                    mode,
-                },
-            ]
-        } else {
-            self.listen
-                .iter()
-                .map(|l| Listener {
-                    addr: l.addr,
-                    mode: l.mode.unwrap_or(self.mode.0),
-                })
-                .collect()
-        };
-        for (i, l) in listeners.iter().enumerate() {
-            if l.addr.port() != 0 && listeners[..i].iter().any(|o| o.addr == l.addr) {
-                return Err(Error::Invalid {
-                    flag: "--listen",
-                    reason: format!("{} is given twice", l.addr),
-                });
-            }
-        }
-        if listeners.len() > 64 {
-            return Err(Error::Invalid {
-                flag: "--listen",
-                reason: "at most 64 listeners".into(),
-            });
-        }
-        let stats_interval = match self.stats_interval {
-            Some(d) if d.is_zero() => None,
-            Some(d) => Some(d),
-            None if stdout_is_terminal && !self.json => Some(Duration::from_secs(1)),
-            None => None,
-        };
         Ok(ServeConfig {
-            listeners,
-            cpus,
-            backend: self.backend,
+            cpus: config::worker_cpus(self.cpus.as_ref().map(|c| &c.0[..]), self.workers)?,
+            listeners: config::listeners(&self.listen, self.mode.0)?,
+            backend: self.backend.0,
             batch: self.batch as usize,
             max_datagram: self.max_datagram as usize,
             buffers: self.buffers,
@@ -310,28 +183,12 @@ impl ServeArgs {
             incoming_cpu: self.incoming_cpu,
             gso: !self.no_gso,
             duration: self.duration,
-            stats_interval,
+            stats_interval: config::stats_interval(
+                self.stats_interval,
+                stdout_is_terminal,
+                self.json,
+            ),
             json: self.json,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_specs_take_an_optional_mode() {
-        let l: ListenSpec = "[::1]:862,mode=stamp".parse().unwrap();
-        assert_eq!(l.addr, "[::1]:862".parse().unwrap());
-        assert_eq!(l.mode, Some(Mode::Stamp));
-        assert!("127.0.0.1:7,mode=nope"
-            .parse::<ListenSpec>()
-            .unwrap_err()
-            .contains("nope"));
-        assert!("127.0.0.1"
-            .parse::<ListenSpec>()
-            .unwrap_err()
-            .contains("ADDR:PORT"));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::{fmt, io, net::SocketAddr};
 
+use crate::{parse::format_cpu_list, sys::socket::ListenError};
+
 /// Everything that stops the reflector or the load generator from starting.
 ///
 /// All of these map to exit status 2 in the binary: they are problems with
@@ -30,6 +32,23 @@ pub enum Error {
 impl Error {
     pub fn io(context: &'static str, source: io::Error) -> Self {
         Error::Io { context, source }
+    }
+
+    /// Creating or binding a socket on `addr` failed: name the culprit.
+    pub fn bind(addr: SocketAddr, e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => Error::AddrInUse(addr),
+            Some(libc::EADDRNOTAVAIL) => Error::AddrNotLocal(addr),
+            _ => Error::Bind(addr, e),
+        }
+    }
+
+    /// Opening a listener on `addr` failed.
+    pub fn listen(addr: SocketAddr, e: ListenError) -> Self {
+        match e {
+            ListenError::Options(e) => Error::io("setting socket options", e),
+            ListenError::Bind(e) => Error::bind(addr, e),
+        }
     }
 }
 
@@ -61,7 +80,7 @@ impl fmt::Display for Error {
             Error::Cpu { cpu, allowed } => write!(
                 f,
                 "cpu {cpu} does not exist or is not allowed for this process (allowed: {})",
-                crate::parse::format_cpu_list(allowed)
+                format_cpu_list(allowed)
             ),
             Error::UringUnavailable(e) => {
                 write!(f, "io_uring unavailable ({e}): {}", uring_refusal_hint(e))

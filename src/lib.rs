@@ -26,6 +26,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod io;

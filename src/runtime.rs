@@ -8,7 +8,7 @@ use std::{
 };
 
 use crate::{
-    cli::{BackendChoice, ServeConfig},
+    config::{BackendChoice, ServeConfig},
     error::uring_refusal_hint,
     io::{IoConfig, Socket, Stop},
     report::{Reporter, WorkerFigures},
@@ -48,7 +48,8 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     // named), then open one SO_REUSEPORT socket per worker and address.
     let mut resolved = Vec::with_capacity(cfg.listeners.len());
     for l in &cfg.listeners {
-        resolved.push((socket::claim_port(&l.addr)?, l.mode));
+        let addr = socket::claim_port(&l.addr).map_err(|e| Error::bind(l.addr, e))?;
+        resolved.push((addr, l.mode));
     }
     let mut per_worker: Vec<Vec<Socket>> = Vec::with_capacity(cfg.cpus.len());
     for &cpu in &cfg.cpus {
@@ -59,7 +60,8 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
                 recv_ttl: mode.wants_ttl(),
                 incoming_cpu: cfg.incoming_cpu.then_some(cpu),
             };
-            socks.push(Socket::new(socket::open_listener(addr, &opts)?, *mode));
+            let fd = socket::open_listener(addr, &opts).map_err(|e| Error::listen(*addr, e))?;
+            socks.push(Socket::new(fd, *mode));
         }
         per_worker.push(socks);
     }

@@ -316,20 +316,7 @@ impl BenchArgs {
         let flows = usize::from(self.flows);
         let cpus = match &self.cpus {
             None => None,
-            Some(CpuList(list)) if list.is_empty() => {
-                return Err(Error::Invalid {
-                    flag: "--cpus",
-                    reason: "empty list".into(),
-                })
-            }
-            Some(CpuList(list)) => {
-                let allowed = crate::sys::affinity::allowed_cpus()
-                    .map_err(|e| Error::io("reading the CPU affinity mask", e))?;
-                if let Some(&cpu) = list.iter().find(|c| !allowed.contains(c)) {
-                    return Err(Error::Cpu { cpu, allowed });
-                }
-                Some(list.clone())
-            }
+            Some(CpuList(list)) => Some(crate::config::check_cpus(list)?),
         };
         let load = match (self.rate, self.window) {
             (Some(r), _) => Load::Rate(r),

@@ -8,7 +8,6 @@ use std::{
 };
 
 use super::sockaddr;
-use crate::Error;
 
 /// What a listening socket needs beyond its address.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,15 +69,18 @@ fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn bind(fd: &OwnedFd, addr: &SocketAddr) -> Result<(), Error> {
+fn bind(fd: &OwnedFd, addr: &SocketAddr) -> io::Result<()> {
     let raw = sockaddr::to_raw(addr);
-    syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len))
-        .map(drop)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::EADDRINUSE) => Error::AddrInUse(*addr),
-            Some(libc::EADDRNOTAVAIL) => Error::AddrNotLocal(*addr),
-            _ => Error::Bind(*addr, e),
-        })
+    syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len)).map(drop)
+}
+
+/// Which step of [`open_listener`] failed.
+#[derive(Debug)]
+pub enum ListenError {
+    /// Setting a socket option.
+    Options(io::Error),
+    /// Creating the socket or binding it (EADDRINUSE, EADDRNOTAVAIL, ...).
+    Bind(io::Error),
 }
 
 /// The address a socket is bound to.
@@ -106,17 +108,17 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
 /// Binds without SO_REUSEPORT, so any socket already on the port, even
 /// another reflector's SO_REUSEPORT group, makes it fail: two reflectors
 /// would otherwise silently split the traffic between them.
-pub fn claim_port(addr: &SocketAddr) -> Result<SocketAddr, Error> {
-    let fd = new_udp_socket(addr).map_err(|e| Error::Bind(*addr, e))?;
+pub fn claim_port(addr: &SocketAddr) -> io::Result<SocketAddr> {
+    let fd = new_udp_socket(addr)?;
     bind(&fd, addr)?;
-    local_addr(fd.as_raw_fd()).map_err(|e| Error::Bind(*addr, e))
+    local_addr(fd.as_raw_fd())
 }
 
 /// Opens one worker's SO_REUSEPORT socket on `addr` (a resolved port) with
 /// every receive option the reflector reads: IP_PKTINFO / IPV6_RECVPKTINFO
 /// (wildcard addresses only), SO_RXQ_OVFL, SO_TIMESTAMPNS, and the TTL when
 /// asked for.
-pub fn open_listener(addr: &SocketAddr, opts: &ListenOptions) -> Result<OwnedFd, Error> {
+pub fn open_listener(addr: &SocketAddr, opts: &ListenOptions) -> Result<OwnedFd, ListenError> {
     let setup = |fd: RawFd| -> io::Result<()> {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         // The destination address is only unknown to a wildcard socket; a
@@ -154,9 +156,9 @@ pub fn open_listener(addr: &SocketAddr, opts: &ListenOptions) -> Result<OwnedFd,
         }
         Ok(())
     };
-    let fd = new_udp_socket(addr).map_err(|e| Error::Bind(*addr, e))?;
-    setup(fd.as_raw_fd()).map_err(|e| Error::io("setting socket options", e))?;
-    bind(&fd, addr)?;
+    let fd = new_udp_socket(addr).map_err(ListenError::Bind)?;
+    setup(fd.as_raw_fd()).map_err(ListenError::Options)?;
+    bind(&fd, addr).map_err(ListenError::Bind)?;
     Ok(fd)
 }
 

@@ -1,0 +1,224 @@
+//! Validated configuration of `serve`: what the rest of the crate reads.
+//!
+//! The command line (cli.rs) parses flags into values and hands them here;
+//! everything the workers read has been checked against this host, so a bad
+//! value fails before any socket is opened, with a message that names the
+//! flag.
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+use crate::{parse::format_cpu_list, reflect::Mode, Error};
+
+/// Which receive path the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    Auto,
+    Uring,
+    Mmsg,
+}
+
+impl BackendChoice {
+    /// Every choice, in the order `--help` lists them.
+    pub const ALL: [BackendChoice; 3] = [
+        BackendChoice::Auto,
+        BackendChoice::Uring,
+        BackendChoice::Mmsg,
+    ];
+
+    /// The choice's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Uring => "uring",
+            BackendChoice::Mmsg => "mmsg",
+        }
+    }
+
+    /// One line saying what the choice does (`--help`).
+    pub fn about(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => {
+                "io_uring if the kernel allows it, otherwise recvmmsg (says why, once)"
+            }
+            BackendChoice::Uring => {
+                "io_uring multishot recvmsg over a provided buffer ring; an error if refused"
+            }
+            BackendChoice::Mmsg => "recvmmsg/sendmmsg",
+        }
+    }
+}
+
+/// One `--listen` value: an address and, optionally, its own mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub addr: SocketAddr,
+    pub mode: Option<Mode>,
+}
+
+impl FromStr for ListenSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, opts) = match s.split_once(',') {
+            Some((a, o)) => (a, Some(o)),
+            None => (s, None),
+        };
+        let addr: SocketAddr = addr.parse().map_err(|_| {
+            format!("'{addr}' is not ADDR:PORT (examples: 0.0.0.0:7007, [::1]:7007)")
+        })?;
+        let mode = match opts {
+            None => None,
+            Some(o) => {
+                let m = o
+                    .strip_prefix("mode=")
+                    .ok_or_else(|| format!("unknown option '{o}' (valid: mode=MODE)"))?;
+                Some(m.parse::<Mode>().map_err(|e| e.to_string())?)
+            }
+        };
+        Ok(ListenSpec { addr, mode })
+    }
+}
+
+/// One validated listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub mode: Mode,
+}
+
+/// Validated configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listeners: Vec<Listener>,
+    pub cpus: Vec<usize>,
+    pub backend: BackendChoice,
+    pub batch: usize,
+    pub max_datagram: usize,
+    pub buffers: u16,
+    pub rcvbuf: Option<u32>,
+    pub incoming_cpu: bool,
+    pub gso: bool,
+    pub duration: Option<Duration>,
+    pub stats_interval: Option<Duration>,
+    pub json: bool,
+}
+
+/// Checks that every CPU of `--cpus` exists and may be used by this process.
+pub fn check_cpus(list: &[usize]) -> Result<Vec<usize>, Error> {
+    if list.is_empty() {
+        return Err(Error::Invalid {
+            flag: "--cpus",
+            reason: "empty list".into(),
+        });
+    }
+    let allowed = allowed_cpus()?;
+    if let Some(&cpu) = list.iter().find(|c| !allowed.contains(c)) {
+        return Err(Error::Cpu { cpu, allowed });
+    }
+    Ok(list.to_vec())
+}
+
+fn allowed_cpus() -> Result<Vec<usize>, Error> {
+    crate::sys::affinity::allowed_cpus().map_err(|e| Error::io("reading the CPU affinity mask", e))
+}
+
+/// The workers' cores: `--cpus` as given, else the first `--workers` usable
+/// cores, else every usable core.
+pub fn worker_cpus(cpus: Option<&[usize]>, workers: Option<usize>) -> Result<Vec<usize>, Error> {
+    if let Some(list) = cpus {
+        return check_cpus(list);
+    }
+    let allowed = allowed_cpus()?;
+    match workers {
+        Some(0) => Err(Error::Invalid {
+            flag: "--workers",
+            reason: "must be at least 1".into(),
+        }),
+        Some(n) if n > allowed.len() => Err(Error::Invalid {
+            flag: "--workers",
+            reason: format!(
+                "{n} workers but only {} usable cores ({}); one worker per core",
+                allowed.len(),
+                format_cpu_list(&allowed)
+            ),
+        }),
+        Some(n) => Ok(allowed[..n].to_vec()),
+        None => Ok(allowed),
+    }
+}
+
+/// The listeners: every `--listen` with its mode (or `mode`), or, with none,
+/// 0.0.0.0 and [::] on `mode`'s default port.
+pub fn listeners(specs: &[ListenSpec], mode: Mode) -> Result<Vec<Listener>, Error> {
+    let listeners: Vec<Listener> = if specs.is_empty() {
+        let port = mode.default_port();
+        vec![
+            Listener {
+                addr: SocketAddr::from(([0, 0, 0, 0], port)),
+                mode,
+            },
+            Listener {
+                addr: SocketAddr::from(([0u16; 8], port)),
+                mode,
+            },
+        ]
+    } else {
+        specs
+            .iter()
+            .map(|l| Listener {
+                addr: l.addr,
+                mode: l.mode.unwrap_or(mode),
+            })
+            .collect()
+    };
+    for (i, l) in listeners.iter().enumerate() {
+        if l.addr.port() != 0 && listeners[..i].iter().any(|o| o.addr == l.addr) {
+            return Err(Error::Invalid {
+                flag: "--listen",
+                reason: format!("{} is given twice", l.addr),
+            });
+        }
+    }
+    if listeners.len() > 64 {
+        return Err(Error::Invalid {
+            flag: "--listen",
+            reason: "at most 64 listeners".into(),
+        });
+    }
+    Ok(listeners)
+}
+
+/// `--stats-interval` in effect: 0 turns it off; by default 1 s on a
+/// terminal (without --json), off otherwise.
+pub fn stats_interval(
+    flag: Option<Duration>,
+    stdout_is_terminal: bool,
+    json: bool,
+) -> Option<Duration> {
+    match flag {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None if stdout_is_terminal && !json => Some(Duration::from_secs(1)),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_specs_take_an_optional_mode() {
+        let l: ListenSpec = "[::1]:862,mode=stamp".parse().unwrap();
+        assert_eq!(l.addr, "[::1]:862".parse().unwrap());
+        assert_eq!(l.mode, Some(Mode::Stamp));
+        assert!("127.0.0.1:7,mode=nope"
+            .parse::<ListenSpec>()
+            .unwrap_err()
+            .contains("nope"));
+        assert!("127.0.0.1"
+            .parse::<ListenSpec>()
+            .unwrap_err()
+            .contains("ADDR:PORT"));
+    }
+}
