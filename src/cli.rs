@@ -121,6 +121,13 @@ pub struct ServeArgs {
     /// Print the interval lines and the final summary as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Check the flags and this host (CPUs, io_uring), print the resolved
+    /// configuration and exit: 0 when serve would start with it, 2 (with
+    /// the reason) when not. Binds nothing. For systemd's ExecStartPre, CI
+    /// and container health.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// A clap value for a type that names itself: the values, their names and

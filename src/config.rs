@@ -148,20 +148,28 @@ pub fn worker_cpus(cpus: Option<&[usize]>, workers: Option<usize>) -> Result<Vec
 }
 
 /// The listeners: every `--listen` with its mode (or `mode`), or, with none,
-/// 0.0.0.0 and [::] on `mode`'s default port.
+/// 0.0.0.0 and [::] on `mode`'s default port ([::] only if this host has
+/// IPv6).
 pub fn listeners(specs: &[ListenSpec], mode: Mode) -> Result<Vec<Listener>, Error> {
     let listeners: Vec<Listener> = if specs.is_empty() {
         let port = mode.default_port();
-        vec![
-            Listener {
-                addr: SocketAddr::from(([0, 0, 0, 0], port)),
-                mode,
-            },
-            Listener {
+        let mut default = vec![Listener {
+            addr: SocketAddr::from(([0, 0, 0, 0], port)),
+            mode,
+        }];
+        // A host booted with ipv6.disable=1 has no AF_INET6 at all: the
+        // default serves IPv4 there (an explicit IPv6 --listen stays an
+        // error, from bind).
+        match crate::sys::socket::ipv6_available() {
+            Ok(()) => default.push(Listener {
                 addr: SocketAddr::from(([0u16; 8], port)),
                 mode,
-            },
-        ]
+            }),
+            Err(e) => eprintln!(
+                "udp-reflector: IPv6 is unavailable on this host ({e}); listening on IPv4 only"
+            ),
+        }
+        default
     } else {
         specs
             .iter()

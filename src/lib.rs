@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -3,7 +3,10 @@
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
-use udp_reflector::cli::{Cli, Command};
+use udp_reflector::{
+    bench::Verdict,
+    cli::{Cli, Command},
+};
 
 // mimalloc: workers allocate almost nothing on the hot path, but the
 // reporter and the bench client do, from several threads; mimalloc keeps
@@ -25,7 +28,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Bench(args)) => udp_reflector::bench::run(&args),
+        Some(Command::Bench(args)) => match udp_reflector::bench::run(&args) {
+            Ok(Verdict::Pass) => Ok(()),
+            Ok(Verdict::Fail(line)) => {
+                // A run past --max-loss / --max-p99: status 1, not a usage error.
+                eprintln!("{line}");
+                return ExitCode::from(1);
+            }
+            Err(e) => Err(e),
+        },
         Some(Command::Serve(args)) => run_serve(&args),
         None => run_serve(&cli.serve),
     };
@@ -40,6 +51,9 @@ fn main() -> ExitCode {
 
 fn run_serve(args: &udp_reflector::cli::ServeArgs) -> Result<(), udp_reflector::Error> {
     let cfg = args.validate(std::io::stdout().is_terminal())?;
+    if args.check {
+        return udp_reflector::check::run(&cfg);
+    }
     udp_reflector::runtime::serve(&cfg)
 }
 

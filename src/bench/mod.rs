@@ -54,6 +54,7 @@
 //! one is counted (`negative`) and recorded as 0.
 
 mod engine;
+mod gate;
 mod header;
 mod hgrm;
 mod report;
@@ -202,6 +203,20 @@ pub struct BenchArgs {
     /// 44 bytes unless --size asks for more (zero padding).
     #[arg(long)]
     pub stamp: bool,
+
+    /// Exit with status 1 (and one line on stderr saying by how much) when
+    /// the measured loss ratio (lost / sent) is above RATIO, 0 to 1. For CI
+    /// gates, health checks and probes.
+    #[arg(long, value_name = "RATIO", allow_negative_numbers = true,
+          value_parser = gate::parse_ratio)]
+    pub max_loss: Option<f64>,
+
+    /// Exit with status 1 (and one line on stderr saying by how much) when
+    /// the round-trip time's p99 is above MICROS microseconds, or when no
+    /// round trip was measured.
+    #[arg(long, value_name = "MICROS", allow_negative_numbers = true,
+          value_parser = gate::parse_micros)]
+    pub max_p99: Option<f64>,
 }
 
 /// The number and the upper bound; the lower bound depends on --stamp and
@@ -290,6 +305,8 @@ pub struct Config {
     pub gro: bool,
     /// Receiving loops poll without sleeping.
     pub busy_poll: bool,
+    /// --max-loss and --max-p99.
+    pub limits: gate::Limits,
 }
 
 impl BenchArgs {
@@ -373,6 +390,10 @@ impl BenchArgs {
             stamp: self.stamp,
             gro: !self.no_gro,
             busy_poll: self.busy_poll,
+            limits: gate::Limits {
+                max_loss: self.max_loss,
+                max_p99_us: self.max_p99,
+            },
         })
     }
 }
@@ -438,8 +459,18 @@ impl Config {
     }
 }
 
-/// Runs the load generator and prints its report.
-pub fn run(args: &BenchArgs) -> Result<(), Error> {
+/// How a run ended against `--max-loss` and `--max-p99`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within every limit given (or none given).
+    Pass,
+    /// One line saying which limit broke and by how much.
+    Fail(String),
+}
+
+/// Runs the load generator, prints its report and judges it against the
+/// limits.
+pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
     let cfg = args.validate(std::io::stdout().is_terminal())?;
     let hgrm = match &cfg.hgrm {
         Some(path) => Some(
@@ -528,7 +559,11 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         f.write_all(hgrm::percentile_distribution(&latency.rtt, 1000.0).as_bytes())
             .map_err(|e| Error::io("writing the --hgrm file", e))?;
     }
-    Ok(())
+    let m = &totals.counts[Phase::Measured as usize];
+    Ok(match cfg.limits.verdict(m.sent, m.lost, &latency.rtt) {
+        None => Verdict::Pass,
+        Some(line) => Verdict::Fail(line),
+    })
 }
 
 /// Waits for the threads, printing a live line each second if asked, and

@@ -103,6 +103,16 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     sockaddr::from_bytes(bytes).ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }
 
+/// Whether this host has IPv6 sockets at all: `Err` (EAFNOSUPPORT) when the
+/// kernel was booted with ipv6.disable=1 or built without IPv6. Binds nothing.
+pub fn ipv6_available() -> io::Result<()> {
+    match new_udp_socket(&SocketAddr::from(([0u16; 8], 0))) {
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => Err(e),
+        // Any other failure (fd limit, ...) is for the bind to report.
+        _ => Ok(()),
+    }
+}
+
 /// Checks that nobody holds `addr` and resolves port 0 to a free port.
 ///
 /// Binds without SO_REUSEPORT, so any socket already on the port, even

@@ -508,26 +508,58 @@ const AUDIT_ARCH: u32 = 0xC000_00F3;
     target_arch = "riscv64"
 ))]
 pub fn refuse_syscall(cmd: &mut Command, nr: libc::c_long, errno: i32) {
+    install_refusal(cmd, nr, None, errno)
+}
+
+/// Like [`refuse_syscall`], but only the calls whose first argument is
+/// `arg0` (compared as a 32-bit int, like `socket`'s `domain`): e.g.
+/// `socket(AF_INET6, ...)` failing with EAFNOSUPPORT is what a kernel
+/// booted with `ipv6.disable=1` does.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+pub fn refuse_syscall_with_arg0(cmd: &mut Command, nr: libc::c_long, arg0: u32, errno: i32) {
+    install_refusal(cmd, nr, Some(arg0), errno)
+}
+
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+fn install_refusal(cmd: &mut Command, nr: libc::c_long, arg0: Option<u32>, errno: i32) {
     const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const OFF_NR: u32 = 0; // offsetof(struct seccomp_data, nr)
     const OFF_ARCH: u32 = 4; // offsetof(struct seccomp_data, arch)
+    const OFF_ARG0_LO: u32 = 16; // offsetof(struct seccomp_data, args[0]), low word (little endian)
     let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let prog_insns: [libc::sock_filter; 7] = [
+    let refuse = ins(
+        RET_K,
+        0,
+        0,
+        libc::SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
+    );
+    let allow = ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW);
+    let mut prog_insns = vec![
         ins(LD_W_ABS, 0, 0, OFF_ARCH),
         ins(JEQ_K, 1, 0, AUDIT_ARCH),
-        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), // another ABI: leave it alone
+        allow, // another ABI: leave it alone
         ins(LD_W_ABS, 0, 0, OFF_NR),
-        ins(JEQ_K, 0, 1, nr as u32),
-        ins(
-            RET_K,
-            0,
-            0,
-            libc::SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
-        ),
-        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ];
+    match arg0 {
+        None => prog_insns.extend([ins(JEQ_K, 0, 1, nr as u32), refuse, allow]),
+        Some(a) => prog_insns.extend([
+            ins(JEQ_K, 0, 3, nr as u32), // another call: to the last `allow`
+            ins(LD_W_ABS, 0, 0, OFF_ARG0_LO),
+            ins(JEQ_K, 0, 1, a),
+            refuse,
+            allow,
+        ]),
+    }
     // SAFETY: the closure runs in the forked child before exec; it calls only
     // prctl (async-signal-safe) with a program that lives in the closure.
     unsafe {
