@@ -15,6 +15,7 @@ use std::{
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use udp_reflector::{
     io::{IoConfig, Socket, Stop},
+    policy::{Policy, PolicyConfig, PortSet, SharedPorts},
     reflect::Mode,
     runtime::choose_backend,
     sys::socket::{self, ListenOptions},
@@ -42,6 +43,10 @@ fn start(backend: Backend, batch: usize) -> (Worker, Arc<Stop>, SocketAddr) {
         backend,
         cfg,
         Arc::clone(&stop),
+        Policy::new(
+            &PolicyConfig::default(),
+            SharedPorts::new(PolicyConfig::default().service_ports, PortSet::default()),
+        ),
     )
     .unwrap();
     (w, stop, bound)

@@ -11,6 +11,7 @@ use clap::{builder::PossibleValue, Args, Parser, Subcommand, ValueEnum};
 use crate::{
     config::{self, BackendChoice, ListenSpec, ServeConfig},
     parse::{parse_secs, parse_secs_or_zero, CpuList},
+    policy::{AllowList, Cidr, PolicyConfig, PortSet},
     reflect::Mode,
     Error,
 };
@@ -128,6 +129,55 @@ pub struct ServeArgs {
     /// and container health.
     #[arg(long)]
     pub check: bool,
+
+    /// Answer only sources in this network, repeatable, IPv4 or IPv6
+    /// (ADDR/PREFIX, or one ADDR). Other sources are counted as
+    /// no_reply_not_allowed. Default: any source the rules below let through.
+    #[arg(long, value_name = "CIDR", help_heading = "Source policy")]
+    pub allow: Vec<Cidr>,
+
+    /// Never answer these source ports, those of services that answer
+    /// anything (echo, daytime, qotd, chargen, time, ntp, ssdp, memcached):
+    /// a request "from" one is a spoofed attempt to make two services talk
+    /// to each other forever. "none" refuses none.
+    #[arg(long, value_name = "LIST", help_heading = "Source policy",
+          default_value = "7,13,17,19,37,123,1900,11211", value_parser = parse_port_list)]
+    pub refuse_source_ports: PortSet,
+
+    /// Also answer datagrams sent to a broadcast or multicast address
+    /// (refused by default: one such request draws a reply from every
+    /// reflector on the segment).
+    #[arg(long, help_heading = "Source policy")]
+    pub answer_broadcast: bool,
+
+    /// Answer at most N datagrams a second from each source address (token
+    /// bucket per worker, bursts of N; bounded memory); the rest are counted
+    /// as no_reply_rate_limited. Default: no limit.
+    #[arg(long, value_name = "N", help_heading = "Source policy",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pps_per_source: Option<u32>,
+
+    /// Where reflectors of this host announce their ports to each other, so
+    /// that two of them on different ports never answer each other ("off":
+    /// do not take part). Default: /run/udp-reflector as root, else
+    /// $XDG_RUNTIME_DIR/udp-reflector.
+    #[arg(long, value_name = "DIR|off", help_heading = "Source policy")]
+    pub registry: Option<std::path::PathBuf>,
+}
+
+/// `--refuse-source-ports`: "7,19,1900", or "none".
+fn parse_port_list(s: &str) -> Result<PortSet, String> {
+    if s.trim() == "none" || s.trim().is_empty() {
+        return Ok(PortSet::default());
+    }
+    s.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("'{p}' is not a port (examples: 7,19,1900 or none)"))
+        })
+        .collect::<Result<Vec<u16>, String>>()
+        .map(PortSet::from_ports)
 }
 
 /// A clap value for a type that names itself: the values, their names and
@@ -194,8 +244,19 @@ impl ServeArgs {
                 self.stats_interval,
                 stdout_is_terminal,
                 self.json,
-            ),
+            )?,
             json: self.json,
+            policy: PolicyConfig {
+                service_ports: self.refuse_source_ports.clone(),
+                allow: AllowList::new(&self.allow),
+                answer_broadcast: self.answer_broadcast,
+                max_pps_per_source: self.max_pps_per_source,
+            },
+            registry: match &self.registry {
+                Some(d) if d.as_os_str() == "off" => None,
+                Some(d) => Some(d.clone()),
+                None => crate::registry::default_dir(crate::sys::is_root()),
+            },
         })
     }
 }

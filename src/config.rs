@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 
-use crate::{parse::format_cpu_list, reflect::Mode, Error};
+use crate::{parse::format_cpu_list, policy::PolicyConfig, reflect::Mode, Error};
 
 /// Which receive path the workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,10 @@ pub struct ServeConfig {
     pub duration: Option<Duration>,
     pub stats_interval: Option<Duration>,
     pub json: bool,
+    /// Who gets an answer (src/policy.rs).
+    pub policy: PolicyConfig,
+    /// The runtime registry's directory; `None`: not taking part.
+    pub registry: Option<std::path::PathBuf>,
 }
 
 /// Checks that every CPU of `--cpus` exists and may be used by this process.
@@ -196,19 +200,29 @@ pub fn listeners(specs: &[ListenSpec], mode: Mode) -> Result<Vec<Listener>, Erro
     Ok(listeners)
 }
 
+/// The shortest `--stats-interval`: shorter ones print faster than anyone
+/// reads them.
+pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(10);
+
 /// `--stats-interval` in effect: 0 turns it off; by default 1 s on a
-/// terminal (without --json), off otherwise.
+/// terminal (without --json), off otherwise; at least 10 ms.
 pub fn stats_interval(
     flag: Option<Duration>,
     stdout_is_terminal: bool,
     json: bool,
-) -> Option<Duration> {
-    match flag {
+) -> Result<Option<Duration>, Error> {
+    Ok(match flag {
         Some(d) if d.is_zero() => None,
+        Some(d) if d < MIN_STATS_INTERVAL => {
+            return Err(Error::Invalid {
+                flag: "--stats-interval",
+                reason: format!("{d:?} is below the 10 ms minimum (0 turns the lines off)"),
+            })
+        }
         Some(d) => Some(d),
         None if stdout_is_terminal && !json => Some(Duration::from_secs(1)),
         None => None,
-    }
+    })
 }
 
 #[cfg(test)]

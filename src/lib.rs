@@ -32,7 +32,9 @@ pub mod error;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod parse;
+pub mod policy;
 pub mod reflect;
+pub mod registry;
 pub mod report;
 pub mod runtime;
 pub mod stats;

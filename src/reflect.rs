@@ -115,10 +115,32 @@ pub enum NoReply {
     /// STAMP: the receive buffer cannot hold the 44-byte reply that a shorter
     /// request is padded to.
     NoRoom,
+    /// Policy: the source address is 0.0.0.0 or :: (a reply would go to
+    /// this host itself), or unreadable.
+    SourceUnspecified,
+    /// Policy: the source address is a multicast group.
+    SourceMulticast,
+    /// Policy: the source address is 255.255.255.255.
+    SourceBroadcast,
+    /// Policy: the source port is 0.
+    SourcePortZero,
+    /// Policy: the source port is a reflector's (ours, or one of another
+    /// reflector of this host): answering could start a loop.
+    SourceReflectorPort,
+    /// Policy: the source port is a well-known reflecting service's.
+    SourceServicePort,
+    /// Policy: sent to a broadcast address (no `--answer-broadcast`).
+    ToBroadcast,
+    /// Policy: sent to a multicast group (no `--answer-broadcast`).
+    ToMulticast,
+    /// Policy: the source is outside every `--allow` network.
+    NotAllowed,
+    /// Policy: the source exceeded `--max-pps-per-source`.
+    RateLimited,
 }
 
 impl NoReply {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 17;
     /// Every reason, in discriminant (counter index) order.
     pub const ALL: [NoReply; Self::COUNT] = [
         NoReply::Discarded,
@@ -128,6 +150,16 @@ impl NoReply {
         NoReply::Warmup,
         NoReply::NoPong,
         NoReply::NoRoom,
+        NoReply::SourceUnspecified,
+        NoReply::SourceMulticast,
+        NoReply::SourceBroadcast,
+        NoReply::SourcePortZero,
+        NoReply::SourceReflectorPort,
+        NoReply::SourceServicePort,
+        NoReply::ToBroadcast,
+        NoReply::ToMulticast,
+        NoReply::NotAllowed,
+        NoReply::RateLimited,
     ];
 
     /// The counter name, as printed and in JSON.
@@ -140,6 +172,16 @@ impl NoReply {
             NoReply::Warmup => "no_reply_warmup",
             NoReply::NoPong => "no_reply_no_pong",
             NoReply::NoRoom => "no_reply_no_room",
+            NoReply::SourceUnspecified => "no_reply_source_unspecified",
+            NoReply::SourceMulticast => "no_reply_source_multicast",
+            NoReply::SourceBroadcast => "no_reply_source_broadcast",
+            NoReply::SourcePortZero => "no_reply_source_port_zero",
+            NoReply::SourceReflectorPort => "no_reply_source_reflector_port",
+            NoReply::SourceServicePort => "no_reply_source_service_port",
+            NoReply::ToBroadcast => "no_reply_to_broadcast",
+            NoReply::ToMulticast => "no_reply_to_multicast",
+            NoReply::NotAllowed => "no_reply_not_allowed",
+            NoReply::RateLimited => "no_reply_rate_limited",
         }
     }
 }

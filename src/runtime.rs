@@ -11,6 +11,8 @@ use crate::{
     config::{BackendChoice, ServeConfig},
     error::uring_refusal_hint,
     io::{IoConfig, Socket, Stop},
+    policy::{Policy, PortSet, SharedPorts},
+    registry::Registry,
     report::{Reporter, WorkerFigures},
     stats::Counters,
     sys::{signals, socket},
@@ -38,6 +40,9 @@ pub fn choose_backend(choice: BackendChoice) -> Result<Backend, Error> {
         },
     }
 }
+
+/// How often the runtime reads the other reflectors' ports.
+const REGISTRY_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs the reflector until SIGINT, SIGTERM or `--duration`.
 pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
@@ -73,6 +78,32 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         None => None,
     };
 
+    // The source policy's reflector ports: ours, and those that other
+    // reflectors of this host announce (read again once a second below).
+    let own = PortSet::from_ports(resolved.iter().map(|(a, _)| a.port()));
+    let ports = SharedPorts::new(cfg.policy.service_ports.clone(), own);
+    let registry = match &cfg.registry {
+        Some(dir) => {
+            let mine: Vec<u16> = resolved.iter().map(|(a, _)| a.port()).collect();
+            match Registry::announce(dir, &mine) {
+                Ok(r) => {
+                    ports.set_others(&r.others());
+                    Some(r)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "udp-reflector: cannot announce our ports in {} ({e}); other reflectors \
+                         of this host on other ports are not known (--registry DIR to choose \
+                         another directory, --registry off to say so)",
+                        dir.display()
+                    );
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
     let reporter = Reporter { json: cfg.json };
     reporter.listening(&resolved, backend.name(), &cfg.cpus, granted);
 
@@ -85,7 +116,8 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     };
     let mut workers = Vec::with_capacity(cfg.cpus.len());
     for (id, (&cpu, socks)) in cfg.cpus.iter().zip(per_worker).enumerate() {
-        match Worker::spawn(id, cpu, socks, backend, io_cfg, Arc::clone(&stop)) {
+        let policy = Policy::new(&cfg.policy, Arc::clone(&ports));
+        match Worker::spawn(id, cpu, socks, backend, io_cfg, Arc::clone(&stop), policy) {
             Ok(w) => workers.push(w),
             Err(e) => {
                 stop.raise();
@@ -99,8 +131,13 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     let deadline = cfg.duration.map(|d| started + d);
     let mut next_report = cfg.stats_interval.map(|i| started + i);
     let mut last = (started, Counters::default());
+    let mut next_registry_read = started + REGISTRY_PERIOD;
     loop {
         let now = Instant::now();
+        if let Some(r) = registry.as_ref().filter(|_| now >= next_registry_read) {
+            ports.set_others(&r.others());
+            next_registry_read = now + REGISTRY_PERIOD;
+        }
         if deadline.is_some_and(|d| now >= d) || workers.iter().any(Worker::is_finished) {
             break;
         }

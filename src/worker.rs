@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 
 use crate::{
     io::{Engine, IoConfig, RunFn, Socket, Stop},
+    policy::Policy,
     stats::{Counters, SharedCounters},
     sys::affinity,
 };
@@ -56,6 +57,7 @@ impl Worker {
         backend: Backend,
         cfg: IoConfig,
         stop: Arc<Stop>,
+        policy: Policy,
     ) -> io::Result<Worker> {
         let shared = Arc::new(SharedCounters::default());
         let published = Arc::clone(&shared);
@@ -65,7 +67,7 @@ impl Worker {
                 affinity::pin_current_thread(cpu)?;
                 // The ring is created here, on the thread that uses it
                 // (SINGLE_ISSUER rings fail every submit from another thread).
-                let mut engine = Engine::new(sockets, &cfg, published, stop);
+                let mut engine = Engine::new(sockets, &cfg, published, stop, policy);
                 (backend.run_fn())(&mut engine, &cfg)?;
                 Ok(WorkerResult {
                     counters: engine.counters,

@@ -22,9 +22,10 @@ use std::{
 use hdrhistogram::Histogram;
 
 use crate::{
+    policy::{Destination, Policy},
     reflect::{self, Mode, NoReply, RxMeta, Verdict},
     stats::{record_latency, Counters, SharedCounters},
-    sys::{clock::realtime_ns, cmsg, event::Event, socket},
+    sys::{clock::realtime_ns, cmsg, event::Event, sockaddr, socket},
 };
 
 /// The workers' stop request: a flag read between batches, and an eventfd
@@ -118,6 +119,7 @@ pub struct Engine {
     pub latency: Histogram<u64>,
     shared: Arc<SharedCounters>,
     pub stop: Arc<Stop>,
+    policy: Policy,
 }
 
 impl Engine {
@@ -126,6 +128,7 @@ impl Engine {
         cfg: &IoConfig,
         shared: Arc<SharedCounters>,
         stop: Arc<Stop>,
+        policy: Policy,
     ) -> Self {
         let tx = sockets
             .iter()
@@ -138,6 +141,7 @@ impl Engine {
             latency: crate::stats::new_latency_histogram(),
             shared,
             stop,
+            policy,
         }
     }
 
@@ -162,6 +166,29 @@ impl Engine {
         }
         if rx.truncated {
             c.truncated += 1;
+            return false;
+        }
+        // The source policy, before any reply is built (src/policy.rs), with
+        // the reflector ports the runtime last swapped in (one relaxed load).
+        self.policy.refresh();
+        let dst = match control.pktinfo {
+            Some(cmsg::PktInfo::V4 { spec_dst }) => Destination::V4 {
+                header: control.v4_header_dst.unwrap_or(spec_dst),
+                spec_dst,
+            },
+            Some(cmsg::PktInfo::V6 { addr, .. }) => Destination::V6 { header: addr },
+            None => Destination::Unknown,
+        };
+        let now_ns = if self.policy.needs_clock() {
+            control.rx_time_ns.unwrap_or_else(realtime_ns)
+        } else {
+            0
+        };
+        if let Some(reason) = self
+            .policy
+            .check(sockaddr::from_bytes(rx.name), dst, now_ns)
+        {
+            c.count_no_reply(reason);
             return false;
         }
         let meta = RxMeta {

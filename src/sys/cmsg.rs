@@ -51,6 +51,9 @@ pub struct RxControl {
     /// UDP_GRO: the payload is a train of datagrams of this size (the last
     /// may be shorter), merged by GRO (net/ipv4/udp.c, udp_cmsg_recv).
     pub gro_segment: Option<u16>,
+    /// IP_PKTINFO's `ipi_addr`: the IPv4 header's destination (a broadcast
+    /// or multicast address when the datagram was sent to one).
+    pub v4_header_dst: Option<[u8; 4]>,
 }
 
 fn read_i32(d: &[u8]) -> Option<i32> {
@@ -80,6 +83,7 @@ pub fn decode(control: &[u8]) -> RxControl {
                 out.pktinfo = Some(PktInfo::V4 {
                     spec_dst: data[4..8].try_into().expect("4 bytes"),
                 });
+                out.v4_header_dst = Some(data[8..12].try_into().expect("4 bytes"));
             }
             (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if data.len() >= 20 => {
                 // struct in6_pktinfo { in6_addr ipi6_addr; unsigned ipi6_ifindex; }
@@ -184,6 +188,7 @@ mod tests {
     fn decodes_every_control_message_the_reflector_reads() {
         let mut pk = vec![0u8; 12];
         pk[4..8].copy_from_slice(&[127, 0, 0, 2]);
+        pk[8..12].copy_from_slice(&[255, 255, 255, 255]);
         let mut ts = 5i64.to_ne_bytes().to_vec();
         ts.extend_from_slice(&7i64.to_ne_bytes());
         let mut buf = cmsg(libc::IPPROTO_IP, libc::IP_PKTINFO, &pk);
@@ -202,6 +207,7 @@ mod tests {
                 spec_dst: [127, 0, 0, 2]
             })
         );
+        assert_eq!(rx.v4_header_dst, Some([255; 4]));
         assert_eq!(rx.rxq_ovfl, Some(9));
         assert_eq!(rx.rx_time_ns, Some(5_000_000_007));
         assert_eq!(rx.ttl, Some(64));

@@ -28,3 +28,9 @@ pub mod mmsg;
 pub mod signals;
 pub mod sockaddr;
 pub mod socket;
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
