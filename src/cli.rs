@@ -103,10 +103,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub incoming_cpu: bool,
 
-    /// Send every reply as its own message. By default, the replies of a
-    /// batch to one peer with the same length (each peer's order kept) leave
-    /// as one UDP GSO train (UDP_SEGMENT), which the kernel cuts into the same
-    /// datagrams: cheaper per packet, identical on the wire.
+    /// Send every reply as its own message. Replies to one peer always leave
+    /// in the order their requests arrived. By default, each run of replies
+    /// in a batch to one peer with one length (a shorter one may end it)
+    /// leaves as one UDP GSO train (UDP_SEGMENT), which the kernel cuts into
+    /// the same datagrams: cheaper per packet, identical on the wire.
     #[arg(long)]
     pub no_gso: bool,
 

@@ -18,35 +18,17 @@ use std::{
 };
 
 use common::{
-    assert_summary_consistent, counter, payload, recv_within, refuse_syscall, run_to_exit,
-    serve_command, skip, softnet_dropped, Outcome, Reflector, Started,
+    assert_summary_consistent, both_backends, counter, payload, recv_gro, recv_within,
+    refuse_syscall, run_to_exit, send_while_stopped, serve_command, skip, softnet_dropped, start,
+    start_cmd, stop_and_summarise, threads, Outcome, Reflector, Started, REPLY_TIMEOUT,
 };
-use serde_json::Value;
 
-/// How long a reply may take on loopback before it counts as missing.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long we listen to be sure that no reply comes.
 const SILENCE: Duration = Duration::from_millis(300);
 /// The promise: SIGINT/SIGTERM stops the reflector within 1 s. The slack
 /// absorbs this test's own polling and a busy CI scheduler, not a design
 /// that needs more than a second.
 const STOP_BUDGET: Duration = Duration::from_millis(1200);
-
-/// Generates `NAME::uring` and `NAME::mmsg`, each calling `NAME(backend)`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
 
 both_backends!(
     echo_every_size_up_to_max_datagram,
@@ -65,59 +47,6 @@ both_backends!(
     no_gso_sends_one_datagram_per_message,
     a_route_that_refuses_gso_trains_gets_the_datagrams_one_by_one,
 );
-
-/// Starts `serve --backend BACKEND --json ARGS`. `None` (reason printed)
-/// when the uring backend is refused on this host.
-fn start(backend: &str, args: &[&str]) -> Option<Reflector> {
-    let mut cmd = serve_command(["--backend", backend, "--json"].iter().chain(args));
-    start_cmd(backend, &mut cmd)
-}
-
-fn start_cmd(backend: &str, cmd: &mut Command) -> Option<Reflector> {
-    match Reflector::start(cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => {
-            let got = r.listening["backend"].as_str().unwrap_or("");
-            if backend == "auto" {
-                assert!(
-                    ["uring", "mmsg"].contains(&got),
-                    "listening line: {}",
-                    r.listening
-                );
-            } else {
-                assert_eq!(got, backend, "listening line: {}", r.listening);
-            }
-            Some(r)
-        }
-        Started::Exited(o)
-            if backend == "uring"
-                && o.status.code() == Some(2)
-                && o.stderr.contains("io_uring unavailable") =>
-        {
-            skip(format!(
-                "io_uring is refused on this host: {}",
-                o.stderr.trim()
-            ));
-            None
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
-    }
-}
-
-/// Stops the reflector, checks the exit and the summary's invariants, and
-/// returns the summary.
-fn stop_and_summarise(r: Reflector) -> Value {
-    let out = r.stop();
-    assert_eq!(out.status.code(), Some(0), "exit after SIGTERM: {out:#?}");
-    // Explicit backends have nothing to warn about in these runs.
-    assert!(
-        out.stderr_lines().is_empty(),
-        "unexpected stderr: {:?}",
-        out.stderr
-    );
-    let s = out.expect_summary();
-    assert_summary_consistent(&s);
-    s
-}
 
 /// Sends `data` on a connected socket and checks the reply byte for byte and
 /// its source; the error says what went wrong.
@@ -787,16 +716,6 @@ fn duration_ends_the_run_by_itself(backend: &'static str) {
     assert_eq!(counter(&s["total"], "tx_packets"), 1, "{s}");
 }
 
-/// The /proc directories of every thread of process `pid`.
-fn threads(pid: libc::pid_t) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|t| t.path())
-        .collect()
-}
-
 /// Context switches of the thread named `name` in process `pid`.
 fn thread_switches(pid: libc::pid_t, name: &str) -> Option<u64> {
     for dir in threads(pid) {
@@ -842,79 +761,6 @@ fn an_idle_worker_sleeps_until_asked_to_stop(backend: &'static str) {
         started.elapsed()
     );
     assert_eq!(counter(&s["total"], "tx_packets"), 1, "{s}");
-}
-
-/// One read on a socket with UDP_GRO on: the bytes, and the segment size
-/// from the UDP_GRO cmsg when the kernel handed over a whole GSO train.
-fn recv_gro(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Option<u16>)> {
-    use std::os::fd::AsRawFd;
-    sock.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u64; 8];
-    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: `msg` points at live buffers of the stated sizes.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return None;
-    }
-    let mut segment = None;
-    // SAFETY: the CMSG_* walk stays within the control length the kernel set.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
-                segment = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()) as u16);
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Some((n as usize, segment))
-}
-
-/// Holds the reflector stopped (SIGSTOP) while each datagram is sent on its
-/// socket, in order, so that all of them wait in the socket queue and are
-/// reflected as one batch when the reflector resumes.
-fn send_while_stopped(r: &Reflector, sends: &[(&UdpSocket, &[u8])]) {
-    r.proc.signal(libc::SIGSTOP);
-    // A stop is delivered asynchronously: wait until every thread is in
-    // state T.
-    let pid = r.proc.pid();
-    let all_stopped = || {
-        threads(pid).iter().all(|t| {
-            std::fs::read_to_string(t.join("stat"))
-                .ok()
-                .and_then(|st| {
-                    st.rsplit(')')
-                        .next()?
-                        .split_whitespace()
-                        .next()
-                        .map(String::from)
-                })
-                .as_deref()
-                == Some("T")
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !all_stopped() {
-        assert!(
-            Instant::now() < deadline,
-            "udp-reflector did not stop on SIGSTOP"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-    for (sock, d) in sends {
-        sock.send(d).unwrap();
-    }
-    thread::sleep(Duration::from_millis(50));
-    r.proc.signal(libc::SIGCONT);
 }
 
 const TRAIN: usize = 8;

@@ -398,15 +398,9 @@ impl Sender {
             .send(&flow.sock, bytes, self.segments * self.size)
         {
             Ok(msgs) => Ok((msgs * self.segments).min(n)),
-            // Refused GSO: EINVAL or EMSGSIZE (segment larger than the path MTU),
-            // EIO (no checksum offload). Turn it off everywhere and resend plain.
-            Err(e)
-                if self.segments > 1
-                    && matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINVAL | libc::EMSGSIZE | libc::EIO)
-                    ) =>
-            {
+            // The route refused GSO (see `route_refuses_train`): turn it off
+            // everywhere and resend plain.
+            Err(e) if self.segments > 1 && crate::sys::gso::route_refuses_train(&e) => {
                 if !shared.gso_refused.swap(true, Relaxed) {
                     eprintln!(
                         "bench: the kernel refused a UDP GSO train ({e}); sending without --gso"

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Engine, IoConfig, Received};
+use super::{Engine, IoConfig, Received, RxErrors};
 use crate::sys::{cmsg::RX_CONTROL_LEN, mmsg, sockaddr::NAME_LEN};
 
 /// Longest drain of already-queued datagrams after a stop.
@@ -70,7 +70,12 @@ impl Slots {
 
 /// Receives, reflects and sends on socket `sock` until its queue is empty
 /// or `ROUNDS_PER_SOCKET` full batches went by. Returns datagrams read.
-fn service(engine: &mut Engine, sock: usize, slots: &mut Slots) -> io::Result<usize> {
+fn service(
+    engine: &mut Engine,
+    sock: usize,
+    slots: &mut Slots,
+    rx_errors: &mut RxErrors,
+) -> io::Result<usize> {
     let mut total = 0;
     for _ in 0..ROUNDS_PER_SOCKET {
         slots.reset();
@@ -78,9 +83,16 @@ fn service(engine: &mut Engine, sock: usize, slots: &mut Slots) -> io::Result<us
         // SAFETY: `reset` pointed every header at live, writable slot memory
         // of the stated lengths.
         let n = match unsafe { mmsg::recvmmsg(fd, &mut slots.msgs) } {
-            Ok(n) => n,
+            Ok(n) => {
+                rx_errors.ok();
+                n
+            }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) => 0,
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Transient unless it keeps failing: the same policy as uring.
+                rx_errors.failed(e)?;
+                break;
+            }
         };
         let Slots {
             payload,
@@ -139,13 +151,14 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         events: libc::POLLIN,
         revents: 0,
     });
+    let mut rx_errors = RxErrors::default();
     loop {
         if engine.should_stop() {
             let started = Instant::now();
             while started.elapsed() < DRAIN_LIMIT {
                 let mut read = 0;
                 for (sock, s) in slots.iter_mut().enumerate() {
-                    read += service(engine, sock, s)?;
+                    read += service(engine, sock, s, &mut rx_errors)?;
                 }
                 if read == 0 {
                     break;
@@ -160,7 +173,7 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         }
         for (sock, p) in pollfds[..slots.len()].iter().enumerate() {
             if p.revents & (libc::POLLIN | libc::POLLERR) != 0 {
-                service(engine, sock, &mut slots[sock])?;
+                service(engine, sock, &mut slots[sock], &mut rx_errors)?;
             }
         }
     }

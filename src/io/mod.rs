@@ -245,6 +245,35 @@ impl Engine {
     }
 }
 
+/// Receive errors in a row that end a worker. Both backends follow it: a
+/// burst of transient errors (ENOMEM, an error queued on the socket) is
+/// not fatal; a socket that fails every time, with no datagram between, is.
+const MAX_RX_ERRORS_IN_A_ROW: u32 = 1000;
+
+/// Counts receive errors in a row, for [`MAX_RX_ERRORS_IN_A_ROW`].
+#[derive(Debug, Default)]
+pub(crate) struct RxErrors {
+    in_a_row: u32,
+}
+
+impl RxErrors {
+    /// A receive succeeded.
+    #[inline]
+    pub(crate) fn ok(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// A receive failed with `e`: an error only past the limit.
+    pub(crate) fn failed(&mut self, e: io::Error) -> io::Result<()> {
+        self.in_a_row += 1;
+        if self.in_a_row > MAX_RX_ERRORS_IN_A_ROW {
+            Err(e)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// A backend's main loop: runs until the stop flag is set, then drains what
 /// is already queued and returns.
 pub type RunFn = fn(&mut Engine, &IoConfig) -> io::Result<()>;

@@ -1,16 +1,22 @@
 //! One `sendmmsg` per batch of replies, with every outcome counted.
 //!
-//! Replies of one batch that go to the same peer, from the same local
-//! address and with the same length leave as one message carrying a UDP
-//! GSO train (`UDP_SEGMENT`): the kernel routes and queues the train once
-//! and cuts it into the very same datagrams further down (in the device, or
-//! at the receiving socket on loopback). The batch is first put in peer
-//! order, stably: each peer gets its replies in the order its requests came
-//! (nothing orders datagrams of different peers). The peer sees exactly
-//! what it would have seen otherwise. If a route refuses
-//! a train (a device without checksum offload, or an MTU below the
-//! segment), the batch is sent again datagram by datagram and GSO stays off
-//! for that socket.
+//! Replies to one peer leave in the order their requests arrived, always.
+//!
+//! The batch is first grouped by route (peer and local address), stably:
+//! each route's replies keep their order, and nothing orders datagrams of
+//! different peers. Then each run of replies on one route with one length
+//! (optionally ended by one shorter reply, which the kernel allows as a
+//! train's last segment) leaves as one message carrying a UDP GSO train
+//! (`UDP_SEGMENT`): the kernel routes and queues it once and cuts it into the
+//! very same datagrams further down (in the device, or at the receiving
+//! socket on loopback). A length change ends a train; it never moves a reply.
+//! The peer sees exactly what it would have seen otherwise.
+//!
+//! If a route refuses a train (EINVAL, EMSGSIZE, EIO: see
+//! [`gso::route_refuses_train`]), the rest of the batch is sent again
+//! datagram by datagram and GSO stays off for that socket. Any other errno
+//! fails that message only: its replies count as `tx_errors`, and the rest
+//! of the batch still leaves, as trains.
 
 use std::os::fd::RawFd;
 
@@ -21,7 +27,7 @@ use crate::{
     sys::{
         clock::realtime_ns,
         cmsg::{self, PktInfo, TX_CONTROL_LEN},
-        mmsg,
+        gso, mmsg,
         sockaddr::NAME_LEN,
     },
 };
@@ -69,14 +75,14 @@ struct Reply {
     name_len: u8,
     pktinfo: Option<PktInfo>,
     rx_ns: u64,
-    /// A hash of the peer and the length: replies with different keys are
-    /// never alike (equal keys are then checked in full).
+    /// A hash of the peer: replies with different keys never share a
+    /// route (equal keys are then checked in full).
     key: u64,
 }
 
-/// FxHash-style mix of a sockaddr's bytes and a payload length.
-fn route_key(name: &[u8], len: usize) -> u64 {
-    name.chunks(8).fold(len as u64, |k, chunk| {
+/// FxHash-style mix of a sockaddr's bytes.
+fn route_key(name: &[u8]) -> u64 {
+    name.chunks(8).fold(name.len() as u64, |k, chunk| {
         let mut w = [0u8; 8];
         w[..chunk.len()].copy_from_slice(chunk);
         (k.rotate_left(5) ^ u64::from_ne_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95)
@@ -156,11 +162,7 @@ impl TxBatch {
         r.pktinfo = pktinfo.copied();
         r.rx_ns = rx_ns;
         // Only grouping and trains read the key.
-        r.key = if self.gso {
-            route_key(&name[..n], payload.len())
-        } else {
-            0
-        };
+        r.key = if self.gso { route_key(&name[..n]) } else { 0 };
         self.iovs[i] = libc::iovec {
             iov_base: payload.as_mut_ptr().cast(),
             iov_len: payload.len(),
@@ -173,18 +175,19 @@ impl TxBatch {
         self.len = 0;
     }
 
-    /// Whether replies `i` and `j` may ride in one GSO train.
-    fn alike(&self, i: usize, j: usize) -> bool {
+    /// Whether replies `i` and `j` go to the same peer from the same local
+    /// address. Only this decides grouping: never the length, so a peer's
+    /// replies keep their order.
+    fn same_route(&self, i: usize, j: usize) -> bool {
         let (a, b) = (&self.replies[i], &self.replies[j]);
-        let size = self.iovs[i].iov_len;
-        a.key == b.key && size != 0 && self.iovs[j].iov_len == size && a.same_route(b)
+        a.key == b.key && a.same_route(b)
     }
 
-    /// Reorders the batch so that alike replies are next to each other,
-    /// stably: replies keep their order within each group, and groups come
-    /// in the order of their first reply. Leaves an already grouped batch
-    /// (the common case) untouched. Cost: at most MAX_GROUPS key compares
-    /// per reply.
+    /// Reorders the batch so that replies on one route are next to each
+    /// other, stably: replies keep their order within each route, and routes
+    /// come in the order of their first reply. Leaves an already grouped
+    /// batch (the common case) untouched. Cost: at most MAX_GROUPS key
+    /// compares per reply.
     fn group_by_peer(&mut self) {
         let n = self.len;
         if n < 3 {
@@ -195,7 +198,7 @@ impl TxBatch {
         let mut nleaders = 0;
         let mut grouped = true;
         for i in 0..n {
-            let leader = match leaders[..nleaders].iter().find(|&&j| self.alike(j, i)) {
+            let leader = match leaders[..nleaders].iter().find(|&&j| self.same_route(j, i)) {
                 Some(&j) => j,
                 None => {
                     if nleaders < MAX_GROUPS {
@@ -225,8 +228,11 @@ impl TxBatch {
         self.replies[..n].copy_from_slice(&self.replies_tmp[..n]);
     }
 
-    /// How many replies from `i` on can share one message: alike, within
-    /// the kernel's limits.
+    /// How many replies from `i` on can share one message, within the
+    /// kernel's limits: the next replies on the same route with the same
+    /// length, then at most one shorter, non-empty one (a train's last
+    /// segment may be short; `__udp_gso_segment` cuts at the segment size).
+    /// A longer or empty reply, or another route, ends the train.
     fn train_len(&self, i: usize) -> usize {
         let size = self.iovs[i].iov_len;
         if !self.gso || size == 0 {
@@ -234,8 +240,16 @@ impl TxBatch {
         }
         let limit = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size);
         let mut k = 1;
-        while k < limit && i + k < self.len && self.alike(i, i + k) {
-            k += 1;
+        while k < limit && i + k < self.len && self.same_route(i, i + k) {
+            let next = self.iovs[i + k].iov_len;
+            if next == size {
+                k += 1;
+            } else {
+                if next != 0 && next < size && k * size + next <= GSO_MAX_BYTES {
+                    k += 1; // the short last segment
+                }
+                break;
+            }
         }
         k
     }
@@ -277,7 +291,10 @@ impl TxBatch {
     /// Sends every queued reply on `fd` and counts each one exactly once:
     /// `tx_packets`, `tx_dropped` (EAGAIN/ENOBUFS: the rest of the batch) or
     /// `tx_errors` (any other errno: the replies of that message, then go
-    /// on). Records the latency of each sent reply when its call returns.
+    /// on). A train the route refuses (see [`gso::route_refuses_train`])
+    /// turns GSO off for this batch and the next ones, and its replies go
+    /// again one by one. Records the latency of each sent reply when its
+    /// call returns.
     pub fn flush(&mut self, fd: RawFd, counters: &mut Counters, latency: &mut Histogram<u64>) {
         if self.gso {
             self.group_by_peer();
@@ -316,17 +333,19 @@ impl TxBatch {
                             counters.tx_dropped += (self.len - self.spans[m].0) as u64;
                             break 'batch;
                         }
-                        _ if self.spans[m].1 > 1 => {
-                            // The route refused a GSO train: lay the rest of the
-                            // batch out again, one datagram per message.
+                        _ if self.spans[m].1 > 1 && gso::route_refuses_train(&e) => {
+                            // The route cannot take trains: lay the rest of
+                            // the batch out again, one datagram per message.
                             warn_gso_off(&e);
                             self.gso = false;
                             start = self.spans[m].0;
                             continue 'batch;
                         }
                         _ => {
+                            // About this message's peer only: its replies
+                            // fail, the rest of the batch goes on.
                             crate::io::warn_tx_error(&e);
-                            counters.tx_errors += 1;
+                            counters.tx_errors += self.spans[m].1 as u64;
                             m += 1;
                         }
                     },
@@ -350,6 +369,8 @@ fn warn_gso_off(e: &std::io::Error) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     use super::*;
 
     fn peer(port: u16) -> [u8; 16] {
@@ -389,7 +410,7 @@ mod tests {
             (64, &p0),
             (64, &p1), // another peer
             (64, &p1),
-            (32, &p1), // another length
+            (32, &p1), // shorter: may end the train
             (0, &p1),  // empty: never a train
             (0, &p1),
         ];
@@ -399,8 +420,26 @@ mod tests {
         let seg = cmsg::space(std::mem::size_of::<u16>());
         assert_eq!(
             layout(&mut b),
-            vec![(0, 3, seg), (3, 2, seg), (5, 1, 0), (6, 1, 0), (7, 1, 0)]
+            vec![(0, 3, seg), (3, 3, seg), (6, 1, 0), (7, 1, 0)]
         );
+    }
+
+    #[test]
+    fn one_peers_mixed_lengths_keep_their_order() {
+        // 64, 32, 64, 64, 100, 100 to one peer: a length change ends a
+        // train (a shorter one may close it), nothing moves.
+        let sizes = [64, 32, 64, 64, 100, 100];
+        let mut bufs = [[0u8; 100]; 6];
+        let mut b = TxBatch::new(6, true);
+        let p = peer(1);
+        for (i, (buf, size)) in bufs.iter_mut().zip(sizes).enumerate() {
+            buf[0] = i as u8;
+            b.push(&p, &mut buf[..size], None, 0);
+        }
+        b.group_by_peer();
+        assert_eq!(sent_order(&b), vec![0, 1, 2, 3, 4, 5]);
+        let spans: Vec<(usize, usize)> = layout(&mut b).iter().map(|t| (t.0, t.1)).collect();
+        assert_eq!(spans, vec![(0, 2), (2, 2), (4, 2)]);
     }
 
     /// The order of replies after grouping, by their first payload byte.
@@ -506,5 +545,226 @@ mod tests {
         }
         let counts: Vec<usize> = layout(&mut b).iter().map(|t| t.1).collect();
         assert_eq!(counts, vec![1, 1, 1, 1]);
+    }
+
+    /// A sockaddr of `len` bytes whose first byte names the peer.
+    fn sockaddr_of(peer: u8, len: usize) -> Vec<u8> {
+        let mut name = vec![0u8; len];
+        name[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        name[2] = 0x80 | peer;
+        name
+    }
+
+    /// What the peers receive from the messages laid out for `batch`, with
+    /// each message cut as the kernel cuts a UDP GSO train (at its
+    /// UDP_SEGMENT size; the last segment may be shorter): per peer name,
+    /// its datagrams in order. Also checks each message against the
+    /// kernel's train limits.
+    fn as_received(batch: &mut TxBatch) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+        let mut got: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+        let n = batch.build_messages(0);
+        for m in 0..n {
+            let (first, count) = batch.spans[m];
+            let hdr = &batch.msgs[m].msg_hdr;
+            let name = batch.replies[first].peer().to_vec();
+            assert_eq!(hdr.msg_namelen as usize, name.len());
+            let mut bytes = Vec::new();
+            for iov in &batch.iovs[first..first + count] {
+                // SAFETY: every iovec points into a live test buffer of iov_len bytes.
+                let s =
+                    unsafe { std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len) };
+                bytes.extend_from_slice(s);
+            }
+            let dgrams: Vec<Vec<u8>> = if count == 1 {
+                vec![bytes]
+            } else {
+                let segment = batch.iovs[first].iov_len;
+                assert!(count <= GSO_MAX_SEGMENTS, "{count} segments");
+                assert!(bytes.len() <= GSO_MAX_BYTES, "{} bytes", bytes.len());
+                assert_eq!(
+                    bytes.len().div_ceil(segment),
+                    count,
+                    "segments of {segment}"
+                );
+                bytes.chunks(segment).map(<[u8]>::to_vec).collect()
+            };
+            match got.iter_mut().find(|(p, _)| *p == name) {
+                Some((_, v)) => v.extend(dgrams),
+                None => got.push((name, dgrams)),
+            }
+        }
+        got
+    }
+
+    proptest::proptest! {
+        /// Any mix of peers and lengths: each peer receives exactly its
+        /// datagrams, in the order they were queued, byte for byte.
+        #[test]
+        fn each_peer_gets_its_datagrams_in_order_byte_for_byte(
+            sends in proptest::collection::vec((0u8..20, 0usize..300), 1..200),
+            name_len in proptest::sample::select(vec![16usize, 28]),
+        ) {
+            let mut bufs: Vec<Vec<u8>> = sends
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, len))| (0..len).map(|k| (i * 7 + k) as u8).collect())
+                .collect();
+            let mut expect: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+            let mut b = TxBatch::new(sends.len(), true);
+            for (buf, &(p, _)) in bufs.iter_mut().zip(&sends) {
+                let name = sockaddr_of(p, name_len);
+                match expect.iter_mut().find(|(q, _)| *q == name) {
+                    Some((_, v)) => v.push(buf.clone()),
+                    None => expect.push((name.clone(), vec![buf.clone()])),
+                }
+                b.push(&name, buf, None, 0);
+            }
+            b.group_by_peer();
+            let mut got = as_received(&mut b);
+            got.sort();
+            expect.sort();
+            proptest::prop_assert_eq!(got, expect);
+        }
+    }
+
+    /// A unix datagram socket bound to a fresh abstract name, and that
+    /// name as sockaddr bytes (what msg_name carries).
+    fn unix_peer(tag: &str) -> (std::os::unix::net::UnixDatagram, Vec<u8>) {
+        use std::os::linux::net::SocketAddrExt;
+        let abstract_name = format!("urt-tx-{tag}-{}", std::process::id());
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        let sock = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+        (sock, unix_name(&abstract_name))
+    }
+
+    /// sockaddr_un bytes of an abstract name: family, a NUL, the name.
+    fn unix_name(abstract_name: &str) -> Vec<u8> {
+        let mut name = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        name.push(0);
+        name.extend_from_slice(abstract_name.as_bytes());
+        assert!(name.len() <= NAME_LEN);
+        name
+    }
+
+    /// Datagrams waiting on `sock`, each as its length.
+    fn drain(sock: &std::os::unix::net::UnixDatagram) -> Vec<usize> {
+        sock.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        std::iter::from_fn(|| sock.recv(&mut buf).ok()).collect()
+    }
+
+    // flush's accounting, without a network: unix datagram sockets take the
+    // same sendmmsg (a UDP_SEGMENT cmsg is ignored there, so a train arrives
+    // as one datagram) and give per-peer errnos deterministically.
+
+    #[test]
+    fn a_refused_peer_fails_its_own_replies_only_and_gso_stays_on() {
+        let (good, good_name) = unix_peer("good");
+        // No socket has this name: sendmmsg refuses it with ECONNREFUSED.
+        let bad_name = unix_name(&format!("urt-tx-nobody-{}", std::process::id()));
+        let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        sender.set_nonblocking(true).unwrap();
+        let mut bufs = [[7u8; 50]; 6];
+        let mut b = TxBatch::new(6, true);
+        for (i, buf) in bufs.iter_mut().enumerate() {
+            let name = if i % 2 == 0 { &bad_name } else { &good_name };
+            b.push(name, buf, None, 0);
+        }
+        let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
+        b.flush(sender.as_raw_fd(), &mut c, &mut h);
+        assert_eq!(
+            (c.tx_errors, c.tx_packets, c.tx_dropped),
+            (3, 3, 0),
+            "{c:?}"
+        );
+        assert!(b.gso, "ECONNREFUSED is about one peer, not about GSO");
+        // The good peer's three replies left as one train (one message).
+        assert_eq!(drain(&good), vec![150]);
+    }
+
+    #[test]
+    fn a_bad_descriptor_fails_every_message_and_gso_stays_on() {
+        let mut bufs = [[0u8; 40]; 5];
+        let mut b = TxBatch::new(5, true);
+        for (i, buf) in bufs.iter_mut().enumerate() {
+            b.push(&peer(1 + (i % 2) as u16), buf, None, 0);
+        }
+        let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
+        b.flush(-1, &mut c, &mut h); // EBADF
+        assert_eq!(
+            (c.tx_errors, c.tx_packets, c.tx_dropped),
+            (5, 0, 0),
+            "{c:?}"
+        );
+        assert!(b.gso);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_full_peer_queue_drops_the_rest_of_the_batch() {
+        let (full, full_name) = unix_peer("full");
+        let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        sender.set_nonblocking(true).unwrap();
+        let addr = full.local_addr().unwrap();
+        // Fill the receiver's queue until the kernel says EAGAIN (bounded).
+        let mut filled = false;
+        for _ in 0..100_000 {
+            match sender.send_to_addr(&[0u8; 1], &addr) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    filled = true;
+                    break;
+                }
+                Err(e) => panic!("filling the queue: {e}"),
+            }
+        }
+        assert!(filled, "the receive queue never filled");
+        let mut bufs = [[0u8; 30]; 4];
+        let mut b = TxBatch::new(4, false);
+        for buf in bufs.iter_mut() {
+            b.push(&full_name, buf, None, 0);
+        }
+        let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
+        b.flush(sender.as_raw_fd(), &mut c, &mut h);
+        assert_eq!(
+            (c.tx_dropped, c.tx_packets, c.tx_errors),
+            (4, 0, 0),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_route_that_refuses_trains_gets_the_replies_one_by_one() {
+        // A UDP socket with checksums off (SO_NO_CHECK) refuses every GSO
+        // train with EINVAL (udp_send_skb) but sends single datagrams.
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        crate::sys::socket::setsockopt_int(tx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)
+            .unwrap();
+        let name = crate::sys::sockaddr::to_raw(&rx.local_addr().unwrap());
+        // SAFETY: `to_raw` filled `len` bytes of the storage.
+        let name =
+            unsafe { std::slice::from_raw_parts(name.as_ptr().cast::<u8>(), name.len as usize) }
+                .to_vec();
+        let mut bufs = [[9u8; 64]; 4];
+        let mut b = TxBatch::new(4, true);
+        for buf in bufs.iter_mut() {
+            b.push(&name, buf, None, 0);
+        }
+        let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
+        b.flush(tx.as_raw_fd(), &mut c, &mut h);
+        assert_eq!(
+            (c.tx_packets, c.tx_errors, c.tx_dropped),
+            (4, 0, 0),
+            "{c:?}"
+        );
+        assert!(!b.gso, "EINVAL on a train turns GSO off");
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        for _ in 0..4 {
+            assert_eq!(rx.recv(&mut buf).unwrap(), 64);
+        }
     }
 }

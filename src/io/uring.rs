@@ -31,12 +31,17 @@ const FALLBACK_WAIT: Duration = Duration::from_millis(100);
 /// Longest drain of already-queued datagrams after a stop.
 const DRAIN_LIMIT: Duration = Duration::from_millis(300);
 
+/// Longest wait for the last completions of the cancelled requests at
+/// the stop (they come at once; this only bounds a kernel that misbehaves).
+const CANCEL_LIMIT: Duration = Duration::from_millis(200);
+
 /// Which request a CQE belongs to: a socket's multishot receive (user data
-/// is the socket index) or the poll on the stop eventfd.
+/// is the socket index), the poll on the stop eventfd, or the final cancel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
     Recv { sock: usize },
     Stop,
+    Cancel,
 }
 
 impl Token {
@@ -44,17 +49,65 @@ impl Token {
         match self {
             Token::Recv { sock } => sock as u64,
             Token::Stop => u64::MAX,
+            Token::Cancel => u64::MAX - 1,
         }
     }
 
     fn decode(v: u64) -> Token {
         match v {
             u64::MAX => Token::Stop,
+            v if v == u64::MAX - 1 => Token::Cancel,
             sock => Token::Recv {
                 sock: sock as usize,
             },
         }
     }
+}
+
+/// Submission queue entries for `sockets` multishot receives: one re-arm
+/// per socket can be due in one turn (when the buffer ring runs dry, every
+/// receive ends together), plus the stop poll and the final cancel.
+fn sq_entries(sockets: usize) -> u32 {
+    ((sockets + 2).next_power_of_two() as u32).max(8)
+}
+
+/// Where the loop is: serving; draining what was already queued after the
+/// stop (since when); or waiting for the cancelled receives to end (since
+/// when).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serve,
+    Drain(std::time::Instant),
+    Cancel(std::time::Instant),
+}
+
+/// Pushes `sqe`; if the queue is full, submits what it holds (the kernel
+/// takes them all: the ring is set up with SUBMIT_ALL) and tries again.
+/// False only if the queue stays full: the caller tries again later.
+///
+/// # Safety
+/// Every buffer, descriptor and structure `sqe` refers to must stay valid
+/// until its request has completed (for a multishot request: its last
+/// completion, or the ring's teardown).
+unsafe fn push(
+    submitter: &io_uring::Submitter<'_>,
+    sq: &mut io_uring::SubmissionQueue<'_>,
+    sqe: &io_uring::squeue::Entry,
+) -> io::Result<bool> {
+    for _ in 0..2 {
+        // SAFETY: forwarded to the caller, see `# Safety`.
+        if unsafe { sq.push(sqe) }.is_ok() {
+            return Ok(true);
+        }
+        sq.sync();
+        match submitter.submit() {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+            Err(e) => return Err(e),
+        }
+        sq.sync();
+    }
+    Ok(false)
 }
 
 /// The bytes of one provided buffer a datagram occupies.
@@ -155,8 +208,11 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
     // touch both until the ring is gone.
     let mut bufs = BufRing::new(cfg.buffers, buf_size)?;
     let msghdr = recv_template();
-    let cq_entries = (u32::from(cfg.buffers) * 2).max(256);
-    let mut ring = build_ring(64, cq_entries)?;
+    let nsock = engine.sockets.len();
+    let cq_entries = (u32::from(cfg.buffers) * 2)
+        .max(256)
+        .max(4 * sq_entries(nsock));
+    let mut ring = build_ring(sq_entries(nsock), cq_entries)?;
     let (mut submitter, mut sq, mut cq) = ring.split();
     // SAFETY: `bufs` stays mapped until after the ring is dropped (see above).
     unsafe { submitter.register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)? };
@@ -167,41 +223,44 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         .build()
         .user_data(Token::Stop.encode());
     // SAFETY: the eventfd is owned by `engine.stop`, which outlives the ring.
-    unsafe { sq.push(&stop_poll) }.map_err(|_| io::Error::other("submission queue full"))?;
-    let mut stop_watched = true;
+    let mut stop_watched = unsafe { push(&submitter, &mut sq, &stop_poll)? };
 
-    let nsock = engine.sockets.len();
     let mut armed = vec![false; nsock];
-    let mut errors_in_a_row = 0u32;
+    let mut rx_errors = super::RxErrors::default();
     let mut pending: Vec<u16> = Vec::with_capacity(cfg.buffers as usize);
     let fallback_ts = types::Timespec::from(FALLBACK_WAIT);
     let drain_ts = types::Timespec::from(Duration::from_millis(1));
-    let mut drain_started: Option<std::time::Instant> = None;
+    let mut phase = Phase::Serve;
+    let mut cancel_done = false;
 
     loop {
-        for (sock, is_armed) in armed.iter_mut().enumerate() {
-            if !*is_armed {
-                let fd = types::Fd(engine.sockets[sock].fd.as_raw_fd());
-                // MSG_TRUNC: a datagram too large for its buffer still reports
-                // its full length (counted in rx_bytes, then as truncated).
-                let sqe = opcode::RecvMsgMulti::new(fd, &*msghdr, BGID)
-                    .flags(libc::MSG_TRUNC as u32)
-                    .build()
-                    .user_data(Token::Recv { sock }.encode());
-                // SAFETY: `msghdr` and the buffer ring outlive the ring.
-                unsafe { sq.push(&sqe) }.map_err(|_| io::Error::other("submission queue full"))?;
-                *is_armed = true;
+        if !matches!(phase, Phase::Cancel(_)) {
+            for (sock, is_armed) in armed.iter_mut().enumerate() {
+                if !*is_armed {
+                    let fd = types::Fd(engine.sockets[sock].fd.as_raw_fd());
+                    // MSG_TRUNC: a datagram too large for its buffer still reports
+                    // its full length (counted in rx_bytes, then as truncated).
+                    let sqe = opcode::RecvMsgMulti::new(fd, &*msghdr, BGID)
+                        .flags(libc::MSG_TRUNC as u32)
+                        .build()
+                        .user_data(Token::Recv { sock }.encode());
+                    // SAFETY: `msghdr`, the buffer ring and the socket
+                    // outlive the ring. If the queue stays full, this
+                    // socket is armed next turn.
+                    if !unsafe { push(&submitter, &mut sq, &sqe)? } {
+                        break;
+                    }
+                    *is_armed = true;
+                }
             }
         }
         sq.sync();
-        let waited = match (drain_started, stop_watched) {
-            (None, true) => submitter.submit_and_wait(1),
-            (None, false) => {
+        let waited = match (phase, stop_watched) {
+            (Phase::Serve, true) => submitter.submit_and_wait(1),
+            (Phase::Serve, false) => {
                 submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&fallback_ts))
             }
-            (Some(_), _) => {
-                submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&drain_ts))
-            }
+            (_, _) => submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&drain_ts)),
         };
         match waited {
             Ok(_) => {}
@@ -226,6 +285,15 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                     stop_watched = res >= 0;
                     continue;
                 }
+                Token::Cancel => {
+                    cancel_done = true;
+                    if res < 0 && res != -libc::ENOENT {
+                        // Nothing was cancelled: no further completion will
+                        // say so; stop waiting for one.
+                        armed.fill(false);
+                    }
+                    continue;
+                }
             };
             if !cqueue::more(flags) {
                 armed[sock] = false; // the multishot request ended: re-arm after recycling
@@ -234,19 +302,14 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                 match -res {
                     libc::ENOBUFS => engine.counters.ring_stalls += 1,
                     libc::ECANCELED | libc::EINTR => {}
-                    errno => {
-                        errors_in_a_row += 1;
-                        if errors_in_a_row > 1000 {
-                            return Err(io::Error::from_raw_os_error(errno));
-                        }
-                    }
+                    errno => rx_errors.failed(io::Error::from_raw_os_error(errno))?,
                 }
                 continue;
             }
             let Some(bid) = cqueue::buffer_select(flags) else {
                 continue;
             };
-            errors_in_a_row = 0;
+            rx_errors.ok();
             pending.push(bid);
             let buf = bufs.buf_mut(bid, buf_size);
             let Ok(out) = types::RecvMsgOut::parse(&buf[..(res as usize).min(buf_size)], &msghdr)
@@ -281,9 +344,28 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         engine.flush();
         recycle(&mut bufs, &mut pending);
 
-        match drain_started {
-            None if engine.should_stop() => drain_started = Some(std::time::Instant::now()),
-            Some(t) if seen == 0 || t.elapsed() > DRAIN_LIMIT => break,
+        match phase {
+            Phase::Serve if engine.should_stop() => {
+                phase = Phase::Drain(std::time::Instant::now());
+            }
+            Phase::Drain(t) if seen == 0 || t.elapsed() > DRAIN_LIMIT => {
+                // Stop exactly: cancel every receive, then reap until each
+                // has ended (a completion without F_MORE), so that no
+                // datagram lands in a buffer after the last count.
+                let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                    .build()
+                    .user_data(Token::Cancel.encode());
+                // SAFETY: a cancel refers to no memory of ours.
+                if !unsafe { push(&submitter, &mut sq, &cancel)? } {
+                    break; // the queue stays full: end without the cancel
+                }
+                phase = Phase::Cancel(std::time::Instant::now());
+            }
+            Phase::Cancel(t)
+                if (cancel_done && !armed.contains(&true)) || t.elapsed() > CANCEL_LIMIT =>
+            {
+                break
+            }
             _ => {}
         }
     }
@@ -302,4 +384,43 @@ fn recycle(bufs: &mut BufRing, pending: &mut Vec<u16>) {
         bufs.recycle(bid);
     }
     bufs.publish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_submission_queue_holds_every_socket_plus_the_stop_poll_and_the_cancel() {
+        for n in [1, 2, 6, 7, 63, 64, 200] {
+            assert!(sq_entries(n) as usize >= n + 2, "{n} sockets");
+        }
+    }
+
+    #[test]
+    fn a_full_submission_queue_is_submitted_and_pushed_again() {
+        let mut ring = match build_ring(8, 64) {
+            Ok(r) => r,
+            Err(e) if std::env::var_os("UDP_REFLECTOR_REQUIRE").is_none() => {
+                eprintln!("SKIPPED: io_uring unavailable here: {e}");
+                return;
+            }
+            Err(e) => panic!("io_uring unavailable ({e}) but UDP_REFLECTOR_REQUIRE is set"),
+        };
+        let (submitter, mut sq, mut cq) = ring.split();
+        for i in 0..40u64 {
+            let nop = opcode::Nop::new().build().user_data(i);
+            // SAFETY: a no-op refers to no memory.
+            let pushed = unsafe { push(&submitter, &mut sq, &nop) };
+            assert!(pushed.unwrap(), "nop {i}");
+        }
+        sq.sync();
+        submitter.submit().unwrap();
+        let ts = types::Timespec::from(Duration::from_millis(100));
+        let _ = submitter.submit_with_args(40, &types::SubmitArgs::new().timespec(&ts));
+        cq.sync();
+        let mut seen: Vec<u64> = cq.map(|c| c.user_data()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..40).collect::<Vec<u64>>());
+    }
 }

@@ -23,6 +23,7 @@ pub mod bufring;
 pub mod clock;
 pub mod cmsg;
 pub mod event;
+pub mod gso;
 pub mod loadgen;
 pub mod mmsg;
 pub mod signals;

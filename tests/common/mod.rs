@@ -25,6 +25,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_udp-reflector");
 /// How long a reflector may take to print its listening line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a reply may take on loopback before it counts as missing.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Prints why the current test does not run here (the test's thread is
 /// named after it). The caller returns right after.
 pub fn skip(reason: impl std::fmt::Display) {
@@ -599,4 +602,159 @@ pub fn set_udp_gro(sock: &UdpSocket) {
         )
     };
     assert_eq!(rc, 0, "UDP_GRO: {}", io::Error::last_os_error());
+}
+
+/// Generates `NAME::uring` and `NAME::mmsg`, each calling `NAME(backend)`.
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn uring() {
+                super::$name("uring")
+            }
+            #[test]
+            fn mmsg() {
+                super::$name("mmsg")
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use both_backends;
+
+/// Starts `serve --backend BACKEND --json ARGS`. `None` (reason printed)
+/// when the uring backend is refused on this host.
+pub fn start(backend: &str, args: &[&str]) -> Option<Reflector> {
+    let mut cmd = serve_command(["--backend", backend, "--json"].iter().chain(args));
+    start_cmd(backend, &mut cmd)
+}
+
+pub fn start_cmd(backend: &str, cmd: &mut Command) -> Option<Reflector> {
+    match Reflector::start(cmd).expect("spawning udp-reflector") {
+        Started::Listening(r) => {
+            let got = r.listening["backend"].as_str().unwrap_or("");
+            if backend == "auto" {
+                assert!(
+                    ["uring", "mmsg"].contains(&got),
+                    "listening line: {}",
+                    r.listening
+                );
+            } else {
+                assert_eq!(got, backend, "listening line: {}", r.listening);
+            }
+            Some(r)
+        }
+        Started::Exited(o)
+            if backend == "uring"
+                && o.status.code() == Some(2)
+                && o.stderr.contains("io_uring unavailable") =>
+        {
+            skip(format!(
+                "io_uring is refused on this host: {}",
+                o.stderr.trim()
+            ));
+            None
+        }
+        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
+    }
+}
+
+/// Stops the reflector, checks the exit and the summary's invariants, and
+/// returns the summary.
+pub fn stop_and_summarise(r: Reflector) -> Value {
+    let out = r.stop();
+    assert_eq!(out.status.code(), Some(0), "exit after SIGTERM: {out:#?}");
+    // Explicit backends have nothing to warn about in these runs.
+    assert!(
+        out.stderr_lines().is_empty(),
+        "unexpected stderr: {:?}",
+        out.stderr
+    );
+    let s = out.expect_summary();
+    assert_summary_consistent(&s);
+    s
+}
+
+/// The /proc directories of every thread of process `pid`.
+pub fn threads(pid: libc::pid_t) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| t.path())
+        .collect()
+}
+
+/// One read on a socket with UDP_GRO on: the bytes, and the segment size
+/// from the UDP_GRO cmsg when the kernel handed over a whole GSO train.
+pub fn recv_gro(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Option<u16>)> {
+    use std::os::fd::AsRawFd;
+    sock.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at live buffers of the stated sizes.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return None;
+    }
+    let mut segment = None;
+    // SAFETY: the CMSG_* walk stays within the control length the kernel set.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                segment = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()) as u16);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Some((n as usize, segment))
+}
+
+/// Holds the reflector stopped (SIGSTOP) while each datagram is sent on its
+/// socket, in order, so that all of them wait in the socket queue and are
+/// reflected as one batch when the reflector resumes.
+pub fn send_while_stopped(r: &Reflector, sends: &[(&UdpSocket, &[u8])]) {
+    r.proc.signal(libc::SIGSTOP);
+    // A stop is delivered asynchronously: wait until every thread is in
+    // state T.
+    let pid = r.proc.pid();
+    let all_stopped = || {
+        threads(pid).iter().all(|t| {
+            std::fs::read_to_string(t.join("stat"))
+                .ok()
+                .and_then(|st| {
+                    st.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .next()
+                        .map(String::from)
+                })
+                .as_deref()
+                == Some("T")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !all_stopped() {
+        assert!(
+            Instant::now() < deadline,
+            "udp-reflector did not stop on SIGSTOP"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (sock, d) in sends {
+        sock.send(d).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    r.proc.signal(libc::SIGCONT);
 }
