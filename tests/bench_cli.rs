@@ -645,10 +645,10 @@ fn reflector(backend: &str, args: &[&str]) -> Option<common::Reflector> {
         common::Started::Exited(o)
             if backend == "uring" && o.stderr.contains("io_uring unavailable") =>
         {
-            common::skip(format!(
-                "io_uring is refused on this host: {}",
-                o.stderr.trim()
-            ));
+            common::skip(
+                common::Need::Uring,
+                format!("io_uring is refused on this host: {}", o.stderr.trim()),
+            );
             None
         }
         common::Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::{refuse_syscall, refuse_syscall_with_arg0, serve_command, skip, Outcome};
+use common::{refuse_syscall, refuse_syscall_with_arg0, serve_command, skip, Need, Outcome};
 use serde_json::Value;
 
 macro_rules! both_backends {
@@ -51,7 +51,10 @@ fn uring_refused_here(backend: &str, out: &Outcome) -> bool {
         && out.status.code() == Some(2)
         && out.stderr.contains("io_uring unavailable")
     {
-        skip(format!("io_uring is refused here: {}", out.stderr.trim()));
+        skip(
+            Need::Uring,
+            format!("io_uring is refused here: {}", out.stderr.trim()),
+        );
         return true;
     }
     false
@@ -225,7 +228,10 @@ fn without_ipv6_the_default_serves_ipv4_and_says_so_once(backend: &str) {
 
     // Serving for real on the default port needs a namespace of its own.
     if !common::is_root() {
-        skip("needs root for a network namespace to serve the default port in");
+        skip(
+            Need::Netns,
+            "needs root for a network namespace to serve the default port in",
+        );
         return;
     }
     let ns = common::NetNs::create(&format!("v6-{backend}")).expect("a network namespace");

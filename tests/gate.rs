@@ -6,7 +6,7 @@ mod common;
 
 use std::{net::UdpSocket, process::Command, process::Stdio, time::Duration};
 
-use common::{skip, Outcome};
+use common::{skip, Need, Outcome};
 
 fn bench(args: &[&str]) -> Outcome {
     let mut cmd = Command::new(common::BIN);
@@ -34,7 +34,10 @@ fn reflector(backend: &str) -> Option<common::Reflector> {
         common::Started::Exited(o)
             if backend == "uring" && o.stderr.contains("io_uring unavailable") =>
         {
-            skip(format!("io_uring is refused here: {}", o.stderr.trim()));
+            skip(
+                Need::Uring,
+                format!("io_uring is refused here: {}", o.stderr.trim()),
+            );
             None
         }
         common::Started::Exited(o) => panic!("reflector exited before listening: {o:#?}"),

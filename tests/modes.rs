@@ -4,6 +4,8 @@
 //! io_uring and the mmsg backend, skipping io_uring with the reason when the
 //! kernel refuses it, and skips with a printed reason when a tool is missing.
 
+mod common;
+
 use std::{
     io::{BufRead, BufReader, Read},
     net::{SocketAddr, UdpSocket},
@@ -95,7 +97,10 @@ impl Server {
         match Server::start(backend, listen) {
             Ok(s) => Some(s),
             Err(why) if backend == "uring" => {
-                eprintln!("{test}: skipping the io_uring backend: {why}");
+                common::skip(
+                    common::Need::Uring,
+                    format!("{test}: the io_uring backend is refused: {why}"),
+                );
                 None
             }
             Err(why) => panic!("{test}: udp-reflector did not start on {backend}: {why}"),
@@ -250,7 +255,10 @@ fn parse_sockperf(out: &str) -> Option<SockperfResult> {
 /// backend; returns (backend, sockperf's figures, the server's totals).
 fn sockperf_runs(test: &str, client_args: &[&str]) -> Vec<(&'static str, SockperfResult, Value)> {
     let Some(sockperf) = find_tool("sockperf") else {
-        eprintln!("{test}: skipped: sockperf is not installed (apt-get install sockperf)");
+        common::skip(
+            common::Need::Tools,
+            format!("{test}: sockperf is not installed (apt-get install sockperf)"),
+        );
         return Vec::new();
     };
     let mut runs = Vec::new();
@@ -652,7 +660,10 @@ fn wireshark_time_format() {
 fn stamp_replies_decode_with_tsharks_twamp_test_dissector() {
     const TEST: &str = "stamp_tshark";
     let Some(tshark) = find_tool("tshark") else {
-        eprintln!("{TEST}: skipped: tshark is not installed");
+        common::skip(
+            common::Need::Tools,
+            format!("{TEST}: tshark is not installed"),
+        );
         return;
     };
     let mut cmd = Command::new(&tshark);
@@ -664,7 +675,10 @@ fn stamp_replies_decode_with_tsharks_twamp_test_dissector() {
         .lines()
         .any(|l| l.split('\t').nth(2) == Some("twamp.test"))
     {
-        eprintln!("{TEST}: skipped: this tshark has no TWAMP-Test dissector (twamp.test)");
+        common::skip(
+            common::Need::Tools,
+            format!("{TEST}: this tshark has no TWAMP-Test dissector (twamp.test)"),
+        );
         return;
     }
     // Wireshark has no STAMP dissector; its TWAMP-Test one (RFC 5357) reads

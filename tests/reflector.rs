@@ -20,7 +20,7 @@ use std::{
 use common::{
     assert_summary_consistent, both_backends, counter, payload, recv_gro, recv_within,
     refuse_syscall, run_to_exit, send_while_stopped, serve_command, skip, softnet_dropped, start,
-    start_cmd, stop_and_summarise, threads, Outcome, Reflector, Started, REPLY_TIMEOUT,
+    start_cmd, stop_and_summarise, threads, Need, Outcome, Reflector, Started, REPLY_TIMEOUT,
 };
 
 /// How long we listen to be sure that no reply comes.
@@ -205,7 +205,7 @@ fn second_local_v6() -> Result<Ipv6Addr, String> {
 
 fn replies_leave_from_the_v6_address_asked(backend: &'static str) {
     if UdpSocket::bind("[::1]:0").is_err() {
-        skip("IPv6 loopback (::1) is not available");
+        skip(Need::Ipv6, "IPv6 loopback (::1) is not available");
         return;
     }
     let Some(r) = start(backend, &["--listen", "[::]:0", "--workers", "1"]) else {
@@ -241,7 +241,7 @@ fn replies_leave_from_the_v6_address_asked(backend: &'static str) {
     );
     assert_eq!(counter(&s["total"], "tx_packets"), sent, "{s}");
     if let Some(reason) = skipped {
-        skip(format!("checked ::1 only; {reason}"));
+        skip(Need::Host, format!("checked ::1 only; {reason}"));
     }
 }
 
@@ -249,15 +249,20 @@ fn replies_leave_from_the_v6_address_asked(backend: &'static str) {
 /// the reason printed, where this host cannot make one (not root, no `ip`).
 fn own_netns(tag: &str) -> Option<common::NetNs> {
     if !common::is_root() {
-        skip("needs root to create a network namespace");
+        skip(Need::Netns, "needs root to create a network namespace");
         return None;
     }
     if let Err(e) = common::ip(&["-V"]) {
-        skip(format!("no usable `ip` command: {e}"));
+        skip(Need::Netns, format!("no usable `ip` command: {e}"));
         return None;
     }
     common::NetNs::create(tag)
-        .map_err(|e| skip(format!("cannot create a network namespace here: {e}")))
+        .map_err(|e| {
+            skip(
+                Need::Netns,
+                format!("cannot create a network namespace here: {e}"),
+            )
+        })
         .ok()
 }
 
@@ -274,9 +279,10 @@ fn replies_leave_from_the_address_asked_in_a_netns(backend: &'static str) {
             ])
             .and_then(|_| ns.ip(&["link", "set", "urt1", "up"]));
         if let Err(veth) = veth {
-            skip(format!(
-                "neither a dummy nor a veth interface can be made: {dummy}; {veth}"
-            ));
+            skip(
+                Need::Netns,
+                format!("neither a dummy nor a veth interface can be made: {dummy}; {veth}"),
+            );
             return;
         }
     }
@@ -365,7 +371,7 @@ fn replies_leave_from_the_address_asked_in_a_netns(backend: &'static str) {
 
 fn two_workers_answer_every_flow_and_share_them(backend: &'static str) {
     if common::usable_cpus() < 2 {
-        skip("needs 2 usable CPUs for 2 workers");
+        skip(Need::Cpus, "needs 2 usable CPUs for 2 workers");
         return;
     }
     const FLOWS: usize = 64;
@@ -433,7 +439,7 @@ fn two_workers_answer_every_flow_and_share_them(backend: &'static str) {
 /// pinned to one worker's CPU reaches that worker only, whatever its flows.
 fn incoming_cpu_keeps_each_datagram_on_the_cpu_that_processed_it(backend: &'static str) {
     if common::usable_cpus() < 2 {
-        skip("needs 2 usable CPUs for 2 workers");
+        skip(Need::Cpus, "needs 2 usable CPUs for 2 workers");
         return;
     }
     const FLOWS: usize = 64;
@@ -1019,7 +1025,10 @@ fn auto_falls_back_to_mmsg_when_seccomp_refuses_io_uring() {
         Ok(Started::Listening(r)) => r,
         Ok(Started::Exited(o)) => panic!("--backend auto did not start under seccomp: {o:#?}"),
         Err(e) => {
-            skip(format!("cannot install a seccomp filter here: {e}"));
+            skip(
+                Need::Seccomp,
+                format!("cannot install a seccomp filter here: {e}"),
+            );
             return;
         }
     };
@@ -1048,7 +1057,10 @@ fn uring_refused_by_seccomp_is_an_error_that_says_why() {
     let out = match run_to_exit(&mut seccomp_child("uring"), Duration::from_secs(10)) {
         Ok(o) => o,
         Err(e) => {
-            skip(format!("cannot install a seccomp filter here: {e}"));
+            skip(
+                Need::Seccomp,
+                format!("cannot install a seccomp filter here: {e}"),
+            );
             return;
         }
     };
@@ -1164,7 +1176,7 @@ fn address_not_local_is_refused_naming_it() {
     let Some(addr) = ["192.0.2.1:7007", "198.51.100.1:7007", "203.0.113.1:7007"].into_iter().find(|a| {
         matches!(UdpSocket::bind(a), Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable)
     }) else {
-        skip("every documentation address tried is bindable here (assigned, or ip_nonlocal_bind)");
+        skip(Need::Host, "every documentation address tried is bindable here (assigned, or ip_nonlocal_bind)");
         return;
     };
     let out = run_args(&[

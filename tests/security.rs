@@ -22,8 +22,8 @@ use std::{
 };
 
 use common::{
-    assert_summary_consistent, counter, no_reply_total, recv_within, serve_command, skip, NetNs,
-    Reflector, Started,
+    assert_summary_consistent, counter, no_reply_total, recv_within, serve_command, skip, Need,
+    NetNs, Reflector, Started,
 };
 use serde_json::Value;
 
@@ -68,13 +68,19 @@ both_backends!(
 /// cannot be made.
 fn lab(tag: &str) -> Option<NetNs> {
     if !common::is_root() {
-        skip("needs root for a network namespace and raw sockets");
+        skip(
+            Need::Netns,
+            "needs root for a network namespace and raw sockets",
+        );
         return None;
     }
     let ns = match NetNs::create(tag) {
         Ok(ns) => ns,
         Err(e) => {
-            skip(format!("cannot create a network namespace here: {e}"));
+            skip(
+                Need::Netns,
+                format!("cannot create a network namespace here: {e}"),
+            );
             return None;
         }
     };
@@ -87,9 +93,10 @@ fn lab(tag: &str) -> Option<NetNs> {
             ])
             .and_then(|_| ns.ip(&["link", "set", "urt1", "up"]));
         if let Err(veth) = veth {
-            skip(format!(
-                "neither a dummy nor a veth interface can be made: {dummy}; {veth}"
-            ));
+            skip(
+                Need::Netns,
+                format!("neither a dummy nor a veth interface can be made: {dummy}; {veth}"),
+            );
             return None;
         }
     }
@@ -151,7 +158,10 @@ fn start_cmd(backend: &str, cmd: &mut Command) -> Option<Reflector> {
                 && o.status.code() == Some(2)
                 && o.stderr.contains("io_uring unavailable") =>
         {
-            skip(format!("io_uring is refused here: {}", o.stderr.trim()));
+            skip(
+                Need::Uring,
+                format!("io_uring is refused here: {}", o.stderr.trim()),
+            );
             None
         }
         Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),

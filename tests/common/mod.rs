@@ -28,11 +28,91 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reply may take on loopback before it counts as missing.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What a test may need that a host may lack. `UDP_REFLECTOR_REQUIRE`
+/// (comma-separated names, as [`Need::name`] gives them; CI sets it) lists
+/// the needs that must be met: a test that would skip for one of them
+/// fails instead, naming it. Without the variable, skips stay skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The io_uring backend: a kernel and a sandbox that allow it.
+    Uring,
+    /// Root and iproute2: private network namespaces, raw sockets there.
+    Netns,
+    /// The real clients the tests drive: sockperf, tshark (with its
+    /// TWAMP-Test dissector), tcpdump.
+    Tools,
+    /// IPv6 loopback (::1).
+    Ipv6,
+    /// At least two usable CPUs (two workers).
+    Cpus,
+    /// A seccomp filter installed on a child (what container runtimes do).
+    Seccomp,
+    /// Extras of this host's own setup (a second local IPv6 address, an
+    /// unassigned documentation address): never required.
+    Host,
+}
+
+impl Need {
+    /// Every need, in the order of `name`.
+    pub const ALL: [Need; 7] = [
+        Need::Uring,
+        Need::Netns,
+        Need::Tools,
+        Need::Ipv6,
+        Need::Cpus,
+        Need::Seccomp,
+        Need::Host,
+    ];
+
+    /// The need's name in `UDP_REFLECTOR_REQUIRE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Uring => "uring",
+            Need::Netns => "netns",
+            Need::Tools => "tools",
+            Need::Ipv6 => "ipv6",
+            Need::Cpus => "cpus",
+            Need::Seccomp => "seccomp",
+            Need::Host => "host",
+        }
+    }
+
+    /// Whether `UDP_REFLECTOR_REQUIRE` lists this need. Panics on a name it
+    /// does not know, so that a typo cannot turn a requirement off.
+    pub fn is_required(self) -> bool {
+        let Ok(list) = std::env::var(REQUIRE_VAR) else {
+            return false;
+        };
+        let mut required = false;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let Some(need) = Need::ALL.iter().find(|n| n.name() == name) else {
+                panic!(
+                    "{REQUIRE_VAR}={list:?} names {name:?}, which is no requirement; known: {}",
+                    Need::ALL.map(Need::name).join(", ")
+                );
+            };
+            required |= *need == self;
+        }
+        required
+    }
+}
+
+/// The variable that turns skips into failures (see [`Need`]).
+pub const REQUIRE_VAR: &str = "UDP_REFLECTOR_REQUIRE";
+
 /// Prints why the current test does not run here (the test's thread is
-/// named after it). The caller returns right after.
-pub fn skip(reason: impl std::fmt::Display) {
+/// named after it); the caller returns right after. If `need` is required
+/// (see [`Need`]), fails the test instead, naming what was missing.
+pub fn skip(need: Need, reason: impl std::fmt::Display) {
     let t = std::thread::current();
-    eprintln!("SKIPPED {}: {reason}", t.name().unwrap_or("test"));
+    let test = t.name().unwrap_or("test");
+    if need.is_required() {
+        panic!(
+            "REQUIRED `{}` is missing ({REQUIRE_VAR} lists it), so {test} cannot run: {reason}",
+            need.name()
+        );
+    }
+    eprintln!("SKIPPED {test} (needs `{}`): {reason}", need.name());
 }
 
 /// `udp-reflector serve ARGS...` with piped stdout/stderr and no stdin.
@@ -650,10 +730,10 @@ pub fn start_cmd(backend: &str, cmd: &mut Command) -> Option<Reflector> {
                 && o.status.code() == Some(2)
                 && o.stderr.contains("io_uring unavailable") =>
         {
-            skip(format!(
-                "io_uring is refused on this host: {}",
-                o.stderr.trim()
-            ));
+            skip(
+                Need::Uring,
+                format!("io_uring is refused on this host: {}", o.stderr.trim()),
+            );
             None
         }
         Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
