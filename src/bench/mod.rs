@@ -53,12 +53,15 @@
 //! delays are only as good as the clocks' synchronisation, and a negative
 //! one is counted (`negative`) and recorded as 0.
 
-mod engine;
 mod gate;
 mod header;
 mod hgrm;
+mod latency;
+mod protocol;
 mod report;
+mod socket;
 mod stamp;
+mod threads;
 mod tracker;
 
 use std::{
@@ -72,13 +75,13 @@ use std::{
 use clap::Args;
 
 use self::{
-    engine::{Engine, Flow, Shared, ABORT, STOP_SENDING},
     header::{Phase, HEADER_LEN},
+    socket::FlowSocket,
+    threads::{Flow, Shared, Threads, ABORT, STOP_SENDING},
     tracker::Tracker,
 };
 use crate::{
     parse::{parse_secs, parse_secs_or_zero, CpuList},
-    sys::loadgen::FlowSocket,
     Error,
 };
 
@@ -523,12 +526,12 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
         })
         .collect::<Vec<_>>();
     let shared = Arc::new(Shared::new(cfg.flows));
-    let engine =
-        engine::start(&cfg, flows, &shared).map_err(|e| Error::io("starting a bench thread", e))?;
-    let stopped_at = supervise(&cfg, &engine, &shared);
-    let lives = engine.lives.clone();
-    let totals = engine.join();
-    let mut latency = engine::Latency::new(&cfg);
+    let threads = threads::start(&cfg, flows, &shared)
+        .map_err(|e| Error::io("starting a bench thread", e))?;
+    let stopped_at = supervise(&cfg, &threads, &shared);
+    let lives = threads.lives.clone();
+    let totals = threads.join();
+    let mut latency = latency::Latency::new(&cfg);
     for live in &lives {
         latency.add(&live.latency.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -569,11 +572,11 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
 /// Waits for the threads, printing a live line each second if asked, and
 /// turns SIGINT/SIGTERM into "stop sending" (first) and "stop now" (second).
 /// Returns when sending was stopped early, as time since the epoch.
-fn supervise(cfg: &Config, engine: &Engine, shared: &Shared) -> Option<Duration> {
+fn supervise(cfg: &Config, threads: &Threads, shared: &Shared) -> Option<Duration> {
     let mut stopped_at = None;
     let mut line = report::LiveLine::new();
     let mut next_line = Instant::now() + Duration::from_secs(1);
-    while !engine.finished() {
+    while !threads.finished() {
         let tick = next_line
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(50));
@@ -594,7 +597,7 @@ fn supervise(cfg: &Config, engine: &Engine, shared: &Shared) -> Option<Duration>
         if Instant::now() >= next_line {
             next_line += Duration::from_secs(1);
             if cfg.live {
-                eprintln!("{}", line.next(cfg, engine, shared));
+                eprintln!("{}", line.next(cfg, threads, shared));
             }
         }
     }

@@ -11,9 +11,9 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use super::{
-    engine::{Engine, Latency, Shared, Totals},
     header::Phase,
-    stamp::Signed,
+    latency::{Latency, Signed},
+    threads::{Shared, Threads, Totals},
     Config, Load,
 };
 
@@ -326,11 +326,11 @@ impl LiveLine {
         }
     }
 
-    pub fn next(&mut self, cfg: &Config, engine: &Engine, shared: &Shared) -> String {
+    pub fn next(&mut self, cfg: &Config, threads: &Threads, shared: &Shared) -> String {
         let (mut sent, mut received, mut lost) = (0, 0, 0);
         let mut p99 = None;
         let mut merged: Option<Histogram<u64>> = None;
-        for live in &engine.lives {
+        for live in &threads.lives {
             sent += live.sent.load(Relaxed);
             received += live.received.load(Relaxed);
             lost += live.lost.load(Relaxed);

@@ -14,7 +14,7 @@
 //!   sequence from the tracker's position;
 //! - the phase (warmup or measured) is not on the wire either: the sender
 //!   publishes each flow's first measured sequence before sending it
-//!   ([`super::engine::Shared::measured_from`]), and the receiver compares.
+//!   ([`super::threads::Shared::measured_from`]), and the receiver compares.
 //!
 //! # What a reply must be
 //!
@@ -40,8 +40,6 @@
 //! exchanges are symmetrical), or if its sequence number is one the
 //! session cannot have sent yet. Bytes past 44 are not compared: an RFC
 //! 8972 reflector may read our zero padding as TLVs and flag them.
-
-use hdrhistogram::Histogram;
 
 use super::header::Reject;
 use crate::reflect::stamp::{decode_reflected, Reflected, ERROR_ESTIMATE, SENDER_LEN};
@@ -84,83 +82,6 @@ pub fn check(d: &[u8], truncated: bool, size: usize) -> Result<Reflected, Reject
 pub fn unwrap_seq(seq: u32, near: u64) -> Option<u64> {
     let diff = seq.wrapping_sub(near as u32) as i32;
     near.checked_add_signed(i64::from(diff))
-}
-
-/// A distribution of delays in nanoseconds that may come out negative.
-#[derive(Debug, Clone)]
-pub struct Signed {
-    /// Negative samples are recorded as 0, so `len()` counts every sample.
-    pub hist: Histogram<u64>,
-    /// Samples that were negative.
-    pub negative: u64,
-}
-
-impl Signed {
-    fn new(high_ns: u64) -> Signed {
-        Signed {
-            hist: super::engine::new_histogram(high_ns),
-            negative: 0,
-        }
-    }
-
-    fn record(&mut self, ns: i64) {
-        if ns < 0 {
-            self.negative += 1;
-        }
-        self.hist.saturating_record(ns.max(0) as u64);
-    }
-
-    fn add(&mut self, o: &Signed) {
-        // Same bounds everywhere, so adding cannot fail.
-        let _ = self.hist.add(&o.hist);
-        self.negative += o.negative;
-    }
-}
-
-/// What STAMP measures beyond the round trip, for received measured-phase
-/// replies.
-#[derive(Debug, Clone)]
-pub struct StampDelays {
-    /// T2 − T1: sender to reflector (reflector clock minus ours).
-    pub forward: Signed,
-    /// T4 − T3: reflector to sender (our clock minus the reflector's).
-    pub reverse: Signed,
-    /// T3 − T2: time the request spent in the reflector (its clock only).
-    pub residence: Signed,
-    /// Round trips, (T4 − T1) − (T3 − T2), that came out negative (a clock
-    /// step on either side); they are recorded as 0 in the RTT histogram.
-    pub rtt_negative: u64,
-}
-
-impl StampDelays {
-    pub fn new(high_ns: u64) -> StampDelays {
-        StampDelays {
-            forward: Signed::new(high_ns),
-            reverse: Signed::new(high_ns),
-            residence: Signed::new(high_ns),
-            rtt_negative: 0,
-        }
-    }
-
-    /// Records one exchange that arrived at `t4_ns` (CLOCK_REALTIME); records
-    /// its round trip in `rtt` too.
-    pub fn record(&mut self, r: &Reflected, t4_ns: u64, rtt: &mut Histogram<u64>) {
-        let d = r.delays(t4_ns);
-        self.forward.record(d.forward_ns);
-        self.reverse.record(d.reverse_ns);
-        self.residence.record(r.t3_ns.wrapping_sub(r.t2_ns) as i64);
-        if d.round_trip_ns < 0 {
-            self.rtt_negative += 1;
-        }
-        rtt.saturating_record(d.round_trip_ns.max(0) as u64);
-    }
-
-    pub fn add(&mut self, o: &StampDelays) {
-        self.forward.add(&o.forward);
-        self.reverse.add(&o.reverse);
-        self.residence.add(&o.residence);
-        self.rtt_negative += o.rtt_negative;
-    }
 }
 
 #[cfg(test)]
@@ -240,40 +161,5 @@ mod tests {
         assert_eq!(unwrap_seq(2, base - 10), Some(base + 2), "across a wrap");
         assert_eq!(unwrap_seq(u32::MAX - 1, base + 5), Some(base - 2));
         assert_eq!(unwrap_seq(7, base + 7), Some(base + 7));
-    }
-
-    #[test]
-    fn delays_and_their_signs() {
-        let r = check(&reflected(1, 44), false, 44).unwrap();
-        let mut s = StampDelays::new(1_000_000_000);
-        let mut rtt = crate::bench::engine::new_histogram(1_000_000_000);
-        s.record(&r, T3 + 30_000, &mut rtt);
-        assert_eq!(
-            s.forward.hist.max(),
-            s.forward.hist.highest_equivalent(20_000)
-        );
-        assert_eq!(
-            s.reverse.hist.min(),
-            s.reverse.hist.lowest_equivalent(30_000)
-        );
-        assert_eq!(
-            s.residence.hist.max(),
-            s.residence.hist.highest_equivalent(5_000)
-        );
-        assert_eq!(rtt.max(), rtt.highest_equivalent(50_000), "fwd + rev");
-        // The reflector's clock 1 ms behind ours: forward negative, reverse long.
-        let mut behind = r;
-        behind.t2_ns -= 1_000_000;
-        behind.t3_ns -= 1_000_000;
-        s.record(&behind, T3 + 30_000, &mut rtt);
-        assert_eq!((s.forward.negative, s.reverse.negative), (1, 0));
-        assert_eq!(s.forward.hist.min(), 0, "recorded as 0");
-        assert_eq!(s.forward.hist.len(), 2);
-        assert_eq!(s.rtt_negative, 0, "the round trip does not care");
-        assert_eq!(rtt.len(), 2);
-        let mut total = StampDelays::new(1_000_000_000);
-        total.add(&s);
-        total.add(&s);
-        assert_eq!((total.forward.hist.len(), total.forward.negative), (4, 2));
     }
 }

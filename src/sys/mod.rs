@@ -24,7 +24,6 @@ pub mod clock;
 pub mod cmsg;
 pub mod event;
 pub mod gso;
-pub mod loadgen;
 pub mod mmsg;
 pub mod signals;
 pub mod sockaddr;

@@ -49,7 +49,8 @@ fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
     Ok(value)
 }
 
-fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+/// A non-blocking UDP socket of `addr`'s family.
+fn udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -61,7 +62,21 @@ fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
         0
     ))?;
     // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A non-blocking UDP socket connected to `target`: the kernel picks the
+/// source address and port, and only datagrams from `target` are received.
+pub fn connected_udp_socket(target: &SocketAddr) -> io::Result<OwnedFd> {
+    let fd = udp_socket(target)?;
+    let addr = sockaddr::to_raw(target);
+    // A non-blocking UDP connect completes at once: it only sets the peer.
+    syscall!(connect(fd.as_raw_fd(), addr.as_ptr(), addr.len))?;
+    Ok(fd)
+}
+
+fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let fd = udp_socket(addr)?;
     if addr.is_ipv6() {
         // Separate IPv4 and IPv6 sockets: never rely on v4-mapped dual stack.
         setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;

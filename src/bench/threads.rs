@@ -12,8 +12,8 @@
 //! run, receivers once every datagram sent is received or timed out (the
 //! drain, at most `--timeout` long), everyone at once on a second signal.
 //!
-//! With `--stamp` the datagrams are STAMP test packets (`stamp.rs`): the
-//! same threads and trackers, another encoder and another check.
+//! What is on the wire is the [`Protocol`]'s: bench headers, or with
+//! `--stamp` STAMP test packets; the threads and trackers are the same.
 
 use std::{
     io,
@@ -28,20 +28,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hdrhistogram::Histogram;
-
 use super::{
-    header::{template, Expect, Header, Phase, Reject, FLAG_WARMUP},
-    stamp::{self, StampDelays},
+    header::{Phase, Reject},
+    latency::Latency,
+    protocol::Protocol,
+    socket::{FlowSocket, PollSet, RecvBatch, SendBatch},
     tracker::{room, Echo, PhaseCounts, Record, Tracker},
     Config, Load,
-};
-use crate::{
-    reflect::stamp::encode_sender,
-    sys::{
-        clock::realtime_ns,
-        loadgen::{FlowSocket, PollSet, RecvBatch, SendBatch},
-    },
 };
 
 /// Run state, raised by the main thread: senders stop at [`STOP_SENDING`],
@@ -125,40 +118,6 @@ impl Live {
     }
 }
 
-/// The delay distributions of measured-phase echoes, in nanoseconds.
-#[derive(Debug, Clone)]
-pub struct Latency {
-    /// Round-trip times: send stamp to read (CLOCK_MONOTONIC); with
-    /// `--stamp`, (T4 − T1) − (T3 − T2).
-    pub rtt: Histogram<u64>,
-    /// With `--stamp`: one-way delays and the reflector's residence time.
-    pub stamp: Option<StampDelays>,
-}
-
-impl Latency {
-    pub fn new(cfg: &Config) -> Latency {
-        Latency {
-            rtt: new_histogram(cfg.rtt_high_ns()),
-            stamp: cfg.stamp.then(|| StampDelays::new(cfg.rtt_high_ns())),
-        }
-    }
-
-    /// Adds `o`, which has the same bounds and kind.
-    pub fn add(&mut self, o: &Latency) {
-        // Same bounds everywhere, so adding cannot fail.
-        let _ = self.rtt.add(&o.rtt);
-        if let (Some(a), Some(b)) = (&mut self.stamp, &o.stamp) {
-            a.add(b);
-        }
-    }
-}
-
-/// A histogram of nanoseconds up to `high_ns`, 3 significant figures.
-pub fn new_histogram(high_ns: u64) -> Histogram<u64> {
-    // Bounds are constants within hdrhistogram's limits (1 < 2 * 1 <= high).
-    Histogram::new_with_bounds(1, high_ns.max(2), 3).expect("valid histogram bounds")
-}
-
 /// Everything a thread counted, summed over threads at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -214,12 +173,12 @@ pub struct Flow {
 }
 
 /// The running threads.
-pub struct Engine {
+pub struct Threads {
     handles: Vec<thread::JoinHandle<Totals>>,
     pub lives: Vec<Arc<Live>>,
 }
 
-impl Engine {
+impl Threads {
     pub fn finished(&self) -> bool {
         self.handles.iter().all(|h| h.is_finished())
     }
@@ -238,20 +197,20 @@ impl Engine {
 }
 
 /// Starts the threads over `flows`, grouped as the configuration says.
-pub fn start(cfg: &Config, flows: Vec<Flow>, shared: &Arc<Shared>) -> io::Result<Engine> {
+pub fn start(cfg: &Config, flows: Vec<Flow>, shared: &Arc<Shared>) -> io::Result<Threads> {
     let groups = cfg.groups.min(flows.len()).max(1);
     let mut grouped: Vec<Vec<Flow>> = (0..groups).map(|_| Vec::new()).collect();
     for (i, f) in flows.into_iter().enumerate() {
         grouped[i % groups].push(f);
     }
     let cpu = |i: usize| cfg.cpus.as_ref().map(|c| c[i % c.len()]);
-    let mut engine = Engine {
+    let mut threads = Threads {
         handles: Vec::new(),
         lives: Vec::new(),
     };
     for (g, flows) in grouped.into_iter().enumerate() {
         let live = Arc::new(Live::new(cfg));
-        engine.lives.push(live.clone());
+        threads.lives.push(live.clone());
         match cfg.load {
             Load::Window(window) => {
                 let (cfg, shared) = (cfg.clone(), shared.clone());
@@ -259,7 +218,7 @@ pub fn start(cfg: &Config, flows: Vec<Flow>, shared: &Arc<Shared>) -> io::Result
                 let h = spawn(name, cpu(g), move || {
                     closed_loop(&cfg, &shared, flows, window, &live)
                 })?;
-                engine.handles.push(h);
+                threads.handles.push(h);
             }
             Load::Rate(rate) => {
                 let flows = Arc::new(flows);
@@ -269,23 +228,23 @@ pub fn start(cfg: &Config, flows: Vec<Flow>, shared: &Arc<Shared>) -> io::Result
                 let share = flows.len() as f64 / cfg.flows as f64;
                 let pps = (rate > 0).then_some(rate as f64 * share);
                 let rx_live = Arc::new(Live::new(cfg));
-                engine.lives.push(rx_live.clone());
+                threads.lives.push(rx_live.clone());
                 let (c, s, f, sw) = (cfg.clone(), shared.clone(), flows.clone(), swept.clone());
-                engine
+                threads
                     .handles
                     .push(spawn(format!("bench-tx-{g}"), cpu(2 * g), move || {
-                        sender(&c, &s, &f, &sw, pps, tx, &live)
+                        open_loop_send(&c, &s, &f, &sw, pps, tx, &live)
                     })?);
                 let (c, s) = (cfg.clone(), shared.clone());
-                engine
+                threads
                     .handles
                     .push(spawn(format!("bench-rx-{g}"), cpu(2 * g + 1), move || {
-                        receiver(&c, &s, &flows, &swept, rx, &rx_live)
+                        open_loop_receive(&c, &s, &flows, &swept, rx, &rx_live)
                     })?);
             }
         }
     }
-    Ok(engine)
+    Ok(threads)
 }
 
 fn spawn(
@@ -303,8 +262,8 @@ fn spawn(
     })
 }
 
-/// Builds and sends datagrams for one flow at a time.
-struct Sender {
+/// Builds and sends probes for one flow at a time.
+struct Prober {
     buf: Vec<u8>,
     size: usize,
     /// Datagrams per GSO train; 1 when GSO is off.
@@ -313,40 +272,32 @@ struct Sender {
     segment_set: Vec<bool>,
     max: usize,
     batch: SendBatch,
-    run: u32,
-    /// STAMP test packets instead of bench headers.
-    stamp: bool,
+    protocol: Protocol,
 }
 
-impl Sender {
-    fn new(cfg: &Config) -> Sender {
+impl Prober {
+    fn new(cfg: &Config) -> Prober {
         let segments = cfg.gso_segments.unwrap_or(1);
         let max = cfg.batch;
+        let protocol = Protocol::new(cfg);
+        let t = protocol.template(cfg.size);
         let mut buf = Vec::with_capacity(max * cfg.size);
-        // STAMP padding is zeros: RFC 8762 gives it no pattern, and an RFC
-        // 8972 reflector may read it as TLVs.
-        let t = if cfg.stamp {
-            vec![0; cfg.size]
-        } else {
-            template(cfg.size)
-        };
         for _ in 0..max {
             buf.extend_from_slice(&t);
         }
-        Sender {
+        Prober {
             buf,
             size: cfg.size,
             segments,
             segment_set: vec![segments > 1; cfg.flows],
             max,
             batch: SendBatch::new(max.div_ceil(segments)),
-            run: cfg.run,
-            stamp: cfg.stamp,
+            protocol,
         }
     }
 
     /// Sends up to `n` datagrams on `flow`, sequences from `seq`, stamped
-    /// `sent_ns` (STAMP packets: T1 is CLOCK_REALTIME, read here). Returns
+    /// `sent_ns` (STAMP packets: T1, CLOCK_REALTIME, read here). Returns
     /// how many the kernel accepted (GSO segments counted one by one).
     fn send(
         &mut self,
@@ -358,31 +309,13 @@ impl Sender {
         shared: &Shared,
     ) -> io::Result<usize> {
         let n = n.min(self.max);
-        if self.stamp {
-            if phase == Phase::Measured {
-                shared.measuring_from(flow.id, seq);
-            }
-            let t1_ns = realtime_ns();
-            for (i, d) in self.buf.chunks_mut(self.size).take(n).enumerate() {
-                // The wire's sequence is 32 bits; receivers unwrap it.
-                let _ = encode_sender((seq + i as u64) as u32, t1_ns, d);
-            }
-        } else {
-            let flags = if phase == Phase::Warmup {
-                FLAG_WARMUP
-            } else {
-                0
-            };
-            for (i, d) in self.buf.chunks_mut(self.size).take(n).enumerate() {
-                Header {
-                    run: self.run,
-                    flags,
-                    flow: flow.id,
-                    seq: seq + i as u64,
-                    sent_ns,
-                }
-                .encode(d);
-            }
+        if phase == Phase::Measured && !self.protocol.phase_on_wire() {
+            shared.measuring_from(flow.id, seq);
+        }
+        let stamp = self.protocol.send_stamp(sent_ns);
+        for (i, d) in self.buf.chunks_mut(self.size).take(n).enumerate() {
+            self.protocol
+                .encode(d, flow.id, seq + i as u64, phase, stamp);
         }
         let bytes = &self.buf[..n * self.size];
         if shared.gso_refused() {
@@ -413,22 +346,19 @@ impl Sender {
     }
 }
 
-/// Reads and accounts echoes of one flow group.
-struct Receiver {
+/// Reads and accounts the replies of one flow group.
+struct Collector {
     batch: RecvBatch,
-    expect: Expect,
-    /// Datagram length sent (STAMP replies are checked against it).
-    size: usize,
+    protocol: Protocol,
     polls: PollSet,
     totals: Totals,
 }
 
-impl Receiver {
-    fn new(cfg: &Config, flows: &[Flow]) -> Receiver {
-        Receiver {
+impl Collector {
+    fn new(cfg: &Config, flows: &[Flow]) -> Collector {
+        Collector {
             batch: RecvBatch::with_gro(cfg.rx_slots(), cfg.rx_slot_len(), cfg.gro),
-            expect: Expect::new(cfg.run, cfg.size),
-            size: cfg.size,
+            protocol: Protocol::new(cfg),
             polls: PollSet::new(flows.iter().map(|f| &*f.sock)),
             totals: Totals::default(),
         }
@@ -455,7 +385,6 @@ impl Receiver {
             }
         }
         let mut latency = live.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let Latency { rtt, stamp } = &mut *latency;
         for (i, (flow, tracker)) in flows.iter().zip(trackers.iter_mut()).enumerate() {
             if !self.polls.ready(i) {
                 continue;
@@ -472,15 +401,17 @@ impl Receiver {
                 if n == 0 {
                     break;
                 }
-                let now = shared.now_ns();
-                tracker.sweep(now);
-                if let Some(stamp) = stamp {
-                    // T4: the same clock as T1, read once per batch, as `now`.
-                    let t4_ns = realtime_ns();
-                    for j in 0..n {
-                        let (d, truncated) = self.batch.datagram(j);
-                        self.totals.echoes += 1;
-                        let r = match stamp::check(d, truncated, self.size) {
+                let at = self.protocol.arrival(shared.now_ns());
+                tracker.sweep(at.mono_ns);
+                for j in 0..n {
+                    let (d, truncated) = self.batch.datagram(j);
+                    self.totals.echoes += 1;
+                    let phase_of = |seq| shared.phase_of(flow.id, seq);
+                    let reply =
+                        match self
+                            .protocol
+                            .check(d, truncated, flow.id, tracker.swept(), phase_of)
+                        {
                             Ok(r) => r,
                             Err(Reject::Invalid) => {
                                 self.totals.invalid += 1;
@@ -491,34 +422,12 @@ impl Receiver {
                                 continue;
                             }
                         };
-                        let Some(seq) = stamp::unwrap_seq(r.sender_seq, tracker.swept()) else {
-                            self.totals.corrupt += 1;
-                            continue;
-                        };
-                        let phase = shared.phase_of(flow.id, seq);
-                        match tracker.on_echo(seq, phase) {
-                            Echo::Received { .. } if phase == Phase::Measured => {
-                                stamp.record(&r, t4_ns, rtt);
-                            }
-                            Echo::Unknown => self.totals.corrupt += 1,
-                            _ => {}
+                    match tracker.on_echo(reply.seq, reply.phase) {
+                        Echo::Received { .. } if reply.phase == Phase::Measured => {
+                            latency.record(&reply.sample, at);
                         }
-                    }
-                    continue;
-                }
-                for j in 0..n {
-                    let (d, truncated) = self.batch.datagram(j);
-                    self.totals.echoes += 1;
-                    match self.expect.check(d, truncated, flow.id) {
-                        Err(Reject::Invalid) => self.totals.invalid += 1,
-                        Err(Reject::Corrupt) => self.totals.corrupt += 1,
-                        Ok(h) => match tracker.on_echo(h.seq, h.phase()) {
-                            Echo::Received { .. } if h.phase() == Phase::Measured => {
-                                rtt.saturating_record(now.saturating_sub(h.sent_ns));
-                            }
-                            Echo::Unknown => self.totals.corrupt += 1,
-                            _ => {}
-                        },
+                        Echo::Unknown => self.totals.corrupt += 1,
+                        _ => {}
                     }
                 }
             }
@@ -568,8 +477,8 @@ fn closed_loop(
 ) -> Totals {
     let mut trackers: Vec<Tracker> = flows.iter().map(|_| cfg.tracker()).collect();
     let mut next = vec![0u64; flows.len()];
-    let mut sender = Sender::new(cfg);
-    let mut rx = Receiver::new(cfg, &flows);
+    let mut prober = Prober::new(cfg);
+    let mut rx = Collector::new(cfg, &flows);
     let mut sent_total = 0;
     loop {
         let state = shared.state.load(Relaxed);
@@ -593,7 +502,7 @@ fn closed_loop(
                     continue;
                 }
                 let sent_ns = shared.now_ns();
-                match sender.send(flow, *next, free as usize, phase, sent_ns, shared) {
+                match prober.send(flow, *next, free as usize, phase, sent_ns, shared) {
                     Ok(k) => {
                         if k > 0 {
                             *next += k as u64;
@@ -604,7 +513,7 @@ fn closed_loop(
                             });
                             sent_total += k as u64;
                         }
-                        if (k as u64) < free.min(sender.max as u64) {
+                        if (k as u64) < free.min(prober.max as u64) {
                             rx.totals.send_stalls += 1;
                         }
                     }
@@ -639,7 +548,7 @@ fn closed_loop(
 
 /// Open loop, sending half: paces batches over the group's flows round-robin
 /// at `pps` (None: as fast as the kernel takes them).
-fn sender(
+fn open_loop_send(
     cfg: &Config,
     shared: &Shared,
     flows: &[Flow],
@@ -649,7 +558,7 @@ fn sender(
     live: &Live,
 ) -> Totals {
     let mut totals = Totals::default();
-    let mut sender = Sender::new(cfg);
+    let mut prober = Prober::new(cfg);
     let mut next = vec![0u64; flows.len()];
     let cap = cfg.tracker_cap();
     // Pacing: `paced` datagrams are due `paced / pps` seconds after `anchor`.
@@ -666,7 +575,7 @@ fn sender(
         if now >= cfg.end_ns() {
             break;
         }
-        let mut n = sender.max as u64;
+        let mut n = prober.max as u64;
         if let Some(pps) = pps {
             let due = ((now - anchor) as f64 * pps / 1e9) as u64;
             // After a stall, do not burst more than a millisecond's worth to catch up.
@@ -704,7 +613,7 @@ fn sender(
         let n = n.min(free) as usize;
         let phase = cfg.phase_at(now);
         let sent_ns = shared.now_ns();
-        match sender.send(&flows[f], next[f], n, phase, sent_ns, shared) {
+        match prober.send(&flows[f], next[f], n, phase, sent_ns, shared) {
             Ok(k) => {
                 if k > 0 {
                     next[f] += k as u64;
@@ -747,7 +656,7 @@ fn pace_wait(ns: u64) {
 }
 
 /// Open loop, receiving half: owns the group's trackers.
-fn receiver(
+fn open_loop_receive(
     cfg: &Config,
     shared: &Shared,
     flows: &[Flow],
@@ -756,7 +665,7 @@ fn receiver(
     live: &Live,
 ) -> Totals {
     let mut trackers: Vec<Tracker> = flows.iter().map(|_| cfg.tracker()).collect();
-    let mut rx = Receiver::new(cfg, flows);
+    let mut rx = Collector::new(cfg, flows);
     let mut senders_done = false;
     loop {
         loop {

@@ -2,9 +2,9 @@
 //! flow, batched sends (`sendmmsg`, optionally of UDP GSO trains), batched
 //! receives (`recvmmsg`), and `poll` over a flow group.
 //!
-//! The system calls themselves are [`super::mmsg`]'s and the socket queries
-//! [`super::socket`]'s; this file owns the buffers and vectors and keeps
-//! their pointers valid, so callers only see slices.
+//! Safe code only: the sockets are [`crate::sys::socket`]'s, the batch
+//! layouts [`crate::sys::mmsg`]'s (shared with the reflector's mmsg
+//! backend); this file adds GSO/GRO trains and polling.
 //!
 //! Every call is non-blocking, so a sender thread and a receiver thread can
 //! share one socket without either stalling the other, and every loop above
@@ -13,11 +13,15 @@
 use std::{
     io,
     net::SocketAddr,
-    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     time::Duration,
 };
 
-use super::{cmsg, mmsg, sockaddr, socket};
+use crate::sys::{
+    cmsg,
+    mmsg::{self, RecvSlots, SendChunks},
+    socket,
+};
 
 /// A UDP socket connected to the target: the kernel picks the source address
 /// and a port of its own, so each flow is a distinct 4-tuple that
@@ -31,21 +35,13 @@ pub struct FlowSocket {
 impl FlowSocket {
     /// Opens a non-blocking socket of `target`'s family, connected to `target`.
     pub fn connect(target: &SocketAddr) -> io::Result<FlowSocket> {
-        let family = match target {
-            SocketAddr::V4(_) => libc::AF_INET,
-            SocketAddr::V6(_) => libc::AF_INET6,
-        };
-        let flags = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-        let raw = syscall!(socket(family, flags, 0))?;
-        // SAFETY: `raw` is a descriptor the kernel just returned to us, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let addr = sockaddr::to_raw(target);
-        // A non-blocking UDP connect completes at once: it only sets the peer.
-        syscall!(connect(fd.as_raw_fd(), addr.as_ptr(), addr.len))?;
-        Ok(FlowSocket { fd })
+        Ok(FlowSocket {
+            fd: socket::connected_udp_socket(target)?,
+        })
     }
 
     /// The local address and port the kernel chose.
+    #[cfg(test)]
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         socket::local_addr(self.fd.as_raw_fd())
     }
@@ -95,30 +91,15 @@ impl AsFd for FlowSocket {
     }
 }
 
-fn empty_iovec() -> libc::iovec {
-    libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }
-}
-
-fn empty_mmsghdr() -> libc::mmsghdr {
-    // SAFETY: mmsghdr is plain data; all-zero (null pointers, zero lengths) is valid.
-    unsafe { std::mem::zeroed() }
-}
-
 /// Reusable `sendmmsg` vectors for up to `capacity` messages.
 pub struct SendBatch {
-    iov: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
+    chunks: SendChunks,
 }
 
 impl SendBatch {
     pub fn new(capacity: usize) -> SendBatch {
-        let capacity = capacity.max(1);
         SendBatch {
-            iov: vec![empty_iovec(); capacity],
-            hdrs: vec![empty_mmsghdr(); capacity],
+            chunks: SendChunks::new(capacity),
         }
     }
 
@@ -129,27 +110,7 @@ impl SendBatch {
     /// copies them into the kernel before the call returns. An error means
     /// none was sent.
     pub fn send(&mut self, sock: &FlowSocket, buf: &[u8], msg_len: usize) -> io::Result<usize> {
-        if buf.is_empty() || msg_len == 0 {
-            return Ok(0);
-        }
-        let mut n = 0;
-        for (chunk, (iov, hdr)) in buf
-            .chunks(msg_len)
-            .zip(self.iov.iter_mut().zip(&mut self.hdrs))
-        {
-            *iov = libc::iovec {
-                iov_base: chunk.as_ptr() as *mut libc::c_void,
-                iov_len: chunk.len(),
-            };
-            *hdr = empty_mmsghdr();
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            n += 1;
-        }
-        // SAFETY: each of the first `n` headers names no address (the socket is
-        // connected), no control, and one iovec over a chunk of `buf`; `buf` and
-        // `self.iov` outlive the call and the kernel only reads them.
-        unsafe { mmsg::sendmmsg(sock.fd.as_raw_fd(), &mut self.hdrs[..n]) }
+        self.chunks.send(sock.fd.as_raw_fd(), buf, msg_len)
     }
 }
 
@@ -159,38 +120,29 @@ impl SendBatch {
 /// and a slot that holds a train is split back into its datagrams: a
 /// train of N counts as N datagrams, in order.
 pub struct RecvBatch {
-    buf: Vec<u8>,
-    slot_len: usize,
-    iov: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-    /// Per slot: room for the UDP_GRO control message (GRO only).
-    control: Vec<[u8; GRO_CONTROL_LEN]>,
+    slots: RecvSlots,
     gro: bool,
-    /// The datagrams of the last read: start in `buf`, length, cut short.
-    datagrams: Vec<(usize, usize, bool)>,
+    /// The datagrams of the last read: slot, offset, length, cut short.
+    datagrams: Vec<(usize, usize, usize, bool)>,
 }
 
 /// Room for one `UDP_GRO` control message (an int) and some to spare.
 const GRO_CONTROL_LEN: usize = 64;
 
 impl RecvBatch {
+    #[cfg(test)]
     pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
         Self::with_gro(slots, slot_len, false)
     }
 
-    /// As [`RecvBatch::new`]; with `gro`, reads trains (`slot_len` should
+    /// `slots` slots of `slot_len` bytes; with `gro`, reads trains (`slot_len` should
     /// then hold a whole train, 65535 bytes) and splits them.
     pub fn with_gro(slots: usize, slot_len: usize, gro: bool) -> RecvBatch {
-        let slots = slots.max(1);
-        let slot_len = slot_len.max(1);
+        let control = if gro { GRO_CONTROL_LEN } else { 0 };
         RecvBatch {
-            buf: vec![0; slots * slot_len],
-            slot_len,
-            iov: vec![empty_iovec(); slots],
-            hdrs: vec![empty_mmsghdr(); slots],
-            control: vec![[0; GRO_CONTROL_LEN]; if gro { slots } else { 0 }],
+            slots: RecvSlots::new(slots, slot_len, false, control),
             gro,
-            datagrams: Vec::with_capacity(slots),
+            datagrams: Vec::with_capacity(slots.max(1)),
         }
     }
 
@@ -200,43 +152,17 @@ impl RecvBatch {
     /// (ECONNREFUSED after an ICMP port unreachable from the target, for one).
     pub fn recv(&mut self, sock: &FlowSocket) -> io::Result<usize> {
         self.datagrams.clear();
-        let slots = self.buf.chunks_mut(self.slot_len);
-        for (i, (slot, (iov, hdr))) in slots
-            .zip(self.iov.iter_mut().zip(&mut self.hdrs))
-            .enumerate()
-        {
-            *iov = libc::iovec {
-                iov_base: slot.as_mut_ptr().cast(),
-                iov_len: slot.len(),
-            };
-            *hdr = empty_mmsghdr();
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            if let Some(control) = self.control.get_mut(i) {
-                hdr.msg_hdr.msg_control = control.as_mut_ptr().cast();
-                hdr.msg_hdr.msg_controllen = GRO_CONTROL_LEN as _;
-            }
-        }
-        // SAFETY: every header names no address, one iovec over its own
-        // `slot_len` bytes of `self.buf` and, with GRO, its own control area,
-        // all alive and exclusively borrowed for the call.
-        let n = match unsafe { mmsg::recvmmsg(sock.fd.as_raw_fd(), &mut self.hdrs) } {
+        let n = match self.slots.recv(sock.fd.as_raw_fd()) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
             Err(e) => return Err(e),
         };
-        for (i, h) in self.hdrs[..n].iter().enumerate() {
-            let len = (h.msg_len as usize).min(self.slot_len);
-            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            let start = i * self.slot_len;
-            let segment = match self.control.get(i) {
-                Some(control) => {
-                    // msg_controllen is size_t on glibc and socklen_t on musl.
-                    #[allow(clippy::unnecessary_cast)]
-                    let used = (h.msg_hdr.msg_controllen as usize).min(GRO_CONTROL_LEN);
-                    cmsg::decode(&control[..used]).gro_segment
-                }
-                None => None,
+        for i in 0..n {
+            let slot = self.slots.slot(i);
+            let (len, truncated) = (slot.len, slot.truncated);
+            let segment = match self.gro {
+                true => cmsg::decode(slot.control).gro_segment,
+                false => None,
             };
             match segment.map(usize::from) {
                 Some(seg) if seg < len => {
@@ -245,11 +171,11 @@ impl RecvBatch {
                         let l = seg.min(len - off);
                         // Only the train's end can have been cut short.
                         self.datagrams
-                            .push((start + off, l, truncated && off + l == len));
+                            .push((i, off, l, truncated && off + l == len));
                         off += l;
                     }
                 }
-                _ => self.datagrams.push((start, len, truncated)),
+                _ => self.datagrams.push((i, 0, len, truncated)),
             }
         }
         Ok(self.datagrams.len())
@@ -259,14 +185,11 @@ impl RecvBatch {
     /// the kernel cut it to fit the slot (`MSG_TRUNC`).
     pub fn datagram(&self, i: usize) -> (&[u8], bool) {
         match self.datagrams.get(i) {
-            Some(&(start, len, truncated)) => (&self.buf[start..start + len], truncated),
+            Some(&(slot, off, len, truncated)) => {
+                (&self.slots.payload(slot)[off..off + len], truncated)
+            }
             None => (&[], false),
         }
-    }
-
-    /// Whether this batch reads GRO trains.
-    pub fn gro(&self) -> bool {
-        self.gro
     }
 }
 
