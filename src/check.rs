@@ -50,6 +50,7 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
                 "buffers": cfg.buffers, "rcvbuf": cfg.rcvbuf,
                 "incoming_cpu": cfg.incoming_cpu, "gso": cfg.gso,
                 "duration_s": secs(cfg.duration), "stats_interval_s": secs(cfg.stats_interval),
+                "metrics": cfg.metrics.map(|a| a.to_string()), "interface": cfg.interface,
             })
         );
         return Ok(());
@@ -83,6 +84,11 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
         "  duration {}, stats-interval {}",
         secs(cfg.duration).map_or("until stopped".to_string(), |s| format!("{s} s")),
         secs(cfg.stats_interval).map_or("off".to_string(), |s| format!("{s} s")),
+    ));
+    out.push(format!(
+        "  metrics {}, interface {}",
+        cfg.metrics.map_or("off".to_string(), |a| format!("http://{a}/metrics")),
+        cfg.interface.as_deref().unwrap_or("none"),
     ));
     println!("{}", out.join("\n"));
     Ok(())

@@ -4,7 +4,7 @@
 //! Raw flags and validated configuration are separate types, and only
 //! main.rs imports this module: the command line sits on top of the graph.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use clap::{builder::PossibleValue, Args, Parser, Subcommand, ValueEnum};
 
@@ -164,6 +164,17 @@ pub struct ServeArgs {
     /// $XDG_RUNTIME_DIR/udp-reflector.
     #[arg(long, value_name = "DIR|off", help_heading = "Source policy")]
     pub registry: Option<std::path::PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a
+    /// free one, printed at start): every counter per worker and in total,
+    /// the latency histogram, the host's drop counters, build info.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Also report this NIC's rx/tx drop and error counters (from
+    /// /sys/class/net/IF/statistics) with the host-wide drops.
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
 }
 
 /// `--refuse-source-ports`: "7,19,1900", or "none".
@@ -258,6 +269,8 @@ impl ServeArgs {
                 Some(d) => Some(d.clone()),
                 None => crate::registry::default_dir(crate::sys::is_root()),
             },
+            metrics: self.metrics,
+            interface: config::interface(self.interface.as_deref())?,
         })
     }
 }

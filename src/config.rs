@@ -105,6 +105,10 @@ pub struct ServeConfig {
     pub policy: PolicyConfig,
     /// The runtime registry's directory; `None`: not taking part.
     pub registry: Option<std::path::PathBuf>,
+    /// `--metrics`: where to serve Prometheus metrics.
+    pub metrics: Option<SocketAddr>,
+    /// `--interface`: a NIC whose statistics join the host drops.
+    pub interface: Option<String>,
 }
 
 /// Checks that every CPU of `--cpus` exists and may be used by this process.
@@ -203,6 +207,18 @@ pub fn listeners(specs: &[ListenSpec], mode: Mode) -> Result<Vec<Listener>, Erro
 /// The shortest `--stats-interval`: shorter ones print faster than anyone
 /// reads them.
 pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(10);
+/// `--interface`: the NIC must exist (its statistics are read in sysfs).
+pub fn interface(name: Option<&str>) -> Result<Option<String>, Error> {
+    match name {
+        None => Ok(None),
+        Some(n) => crate::hostdrops::HostReader::new(Some(n))
+            .map(|_| Some(n.to_string()))
+            .map_err(|e| Error::Invalid {
+                flag: "--interface",
+                reason: e.to_string(),
+            }),
+    }
+}
 
 /// `--stats-interval` in effect: 0 turns it off; by default 1 s on a
 /// terminal (without --json), off otherwise; at least 10 ms.

@@ -29,8 +29,11 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod hostdrops;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod live;
+pub mod metrics;
 pub mod parse;
 pub mod policy;
 pub mod reflect;
@@ -40,6 +43,7 @@ pub mod runtime;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod wallclock;
 pub mod worker;
 
 pub use error::Error;

@@ -1,12 +1,17 @@
 //! What the user sees: the listening line, interval lines and the final
 //! summary, as human text or JSON lines on stdout.
 
-use std::{io::Write, net::SocketAddr, time::Duration};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use crate::{
+    hostdrops::HostCounters,
     reflect::Mode,
     stats::{Counters, LatencySummary},
 };
@@ -32,7 +37,7 @@ fn counters_map(c: &Counters) -> Map<String, Value> {
 }
 
 fn latency_value(l: &LatencySummary) -> Value {
-    json!({ "samples": l.samples, "p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max })
+    json!({ "samples": l.samples, "mean": l.mean, "p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max })
 }
 
 /// `name=value` for the always-shown counters, plus the reasons that occurred.
@@ -44,6 +49,19 @@ fn counters_text(c: &Counters, only_moved: bool) -> String {
         .filter(|(n, v)| {
             *v != 0 || (always.contains(n)) || (!only_moved && !n.starts_with("no_reply_"))
         })
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn host_map(h: &HostCounters) -> Map<String, Value> {
+    h.named().map(|(n, v)| (n.to_string(), json!(v))).collect()
+}
+
+/// `name=value` for the host counters (only those that moved if `only_moved`).
+fn host_text(h: &HostCounters, only_moved: bool) -> String {
+    h.named()
+        .filter(|(_, v)| !only_moved || *v != 0)
         .map(|(n, v)| format!("{n}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
@@ -94,30 +112,80 @@ impl Reporter {
         }
     }
 
-    /// Deltas over the last interval, totalled over workers.
-    pub fn interval(&self, elapsed: Duration, dt: Duration, delta: &Counters) {
+    /// `--metrics` is being served: say where (a port 0 resolved).
+    pub fn metrics(&self, addr: SocketAddr) {
+        let url = format!("http://{addr}/metrics");
+        if self.json {
+            self.emit(
+                json!({"event": "metrics", "url": url, "addr": addr.to_string()}).to_string(),
+            );
+        } else {
+            self.emit(format!("udp-reflector: Prometheus metrics at {url}"));
+        }
+    }
+
+    /// Deltas over the last interval, totalled over workers: counters,
+    /// that interval's latency, what the host dropped; stamped with `at`.
+    pub fn interval(
+        &self,
+        at: SystemTime,
+        elapsed: Duration,
+        dt: Duration,
+        delta: &Counters,
+        latency: &LatencySummary,
+        host: &HostCounters,
+    ) {
         let secs = dt.as_secs_f64().max(1e-9);
         let rx_pps = delta.rx_packets as f64 / secs;
         let tx_pps = delta.tx_packets as f64 / secs;
+        let time = crate::wallclock::rfc3339(at);
         if self.json {
             let mut m = counters_map(delta);
             m.insert("event".into(), json!("interval"));
+            m.insert("time".into(), json!(time));
+            m.insert("unix_s".into(), json!(crate::wallclock::unix_seconds(at)));
             m.insert("elapsed_s".into(), json!(elapsed.as_secs_f64()));
             m.insert("interval_s".into(), json!(secs));
             m.insert("rx_pps".into(), json!(rx_pps));
             m.insert("tx_pps".into(), json!(tx_pps));
+            m.insert(
+                "latency_us".into(),
+                json!({ "samples": latency.samples, "p50": latency.p50, "p99": latency.p99, "max": latency.max }),
+            );
+            m.insert("host".into(), Value::Object(host_map(host)));
             self.emit(Value::Object(m).to_string());
         } else {
+            let lat = if latency.samples == 0 {
+                "latency_us -".to_string()
+            } else {
+                format!(
+                    "latency_us p50={:.1} p99={:.1} max={:.1}",
+                    latency.p50, latency.p99, latency.max
+                )
+            };
+            let host = host_text(host, true);
+            let host = if host.is_empty() {
+                String::new()
+            } else {
+                format!("; host {host}")
+            };
             self.emit(format!(
-                "[{:7.1}s] rx {rx_pps:.0} pps, tx {tx_pps:.0} pps; {}",
+                "[{:7.1}s] {time} rx {rx_pps:.0} pps, tx {tx_pps:.0} pps; {}; {lat}{host}",
                 elapsed.as_secs_f64(),
                 counters_text(delta, true)
             ));
         }
     }
 
-    /// The final figures, per worker and merged.
-    pub fn summary(&self, backend: &str, elapsed: Duration, workers: &[WorkerFigures]) {
+    /// The final figures, per worker and merged, and what the host dropped
+    /// while the reflector ran.
+    pub fn summary(
+        &self,
+        backend: &str,
+        elapsed: Duration,
+        workers: &[WorkerFigures],
+        host: &HostCounters,
+    ) {
         let mut total = Counters::default();
         let mut merged = crate::stats::new_latency_histogram();
         for w in workers {
@@ -143,7 +211,7 @@ impl Reporter {
                 .collect();
             self.emit(
                 json!({"event": "summary", "backend": backend, "elapsed_s": elapsed.as_secs_f64(),
-                       "total": t, "workers": ws})
+                       "total": t, "workers": ws, "host": host_map(host)})
                 .to_string(),
             );
         } else {
@@ -154,6 +222,7 @@ impl Reporter {
             )];
             lines.push(format!("  total:  {}", counters_text(&total, false)));
             lines.push(format!("          {}", latency_text(&total_lat)));
+            lines.push(format!("  host:   {}", host_text(host, false)));
             for w in workers {
                 lines.push(format!(
                     "  worker {} (cpu {}): {}",

@@ -4,17 +4,20 @@
 use std::{
     os::fd::AsRawFd,
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use crate::{
     config::{BackendChoice, ServeConfig},
     error::uring_refusal_hint,
+    hostdrops::HostReader,
     io::{IoConfig, Socket, Stop},
     policy::{Policy, PortSet, SharedPorts},
     registry::Registry,
+    live::{self, LatencyHub},
+    metrics::{self, MetricsServer},
     report::{Reporter, WorkerFigures},
-    stats::Counters,
+    stats::{Counters, LatencySummary},
     sys::{signals, socket},
     worker::{Backend, Worker},
     Error,
@@ -106,6 +109,10 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
 
     let reporter = Reporter { json: cfg.json };
     reporter.listening(&resolved, backend.name(), &cfg.cpus, granted);
+    let host = HostReader::new(cfg.interface.as_deref())
+        .map_err(|e| Error::io("reading the NIC statistics of --interface", e))?;
+    let host_start = host.read();
+    let start_time = SystemTime::now();
 
     let stop = Stop::new().map_err(|e| Error::io("creating the stop eventfd", e))?;
     let io_cfg = IoConfig {
@@ -127,11 +134,53 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         }
     }
 
+    let hub = match LatencyHub::new(workers.iter().map(|w| Arc::clone(&w.live))) {
+        Ok(hub) => Arc::new(hub),
+        Err(e) => {
+            stop.raise();
+            workers.into_iter().for_each(|w: Worker| drop(w.join()));
+            return Err(Error::io("installing the worker wake-up handler", e));
+        }
+    };
+    let metrics_server = match cfg.metrics {
+        Some(addr) => {
+            let source = metrics::Source {
+                workers: workers
+                    .iter()
+                    .map(|w| metrics::WorkerSource {
+                        worker: w.id,
+                        cpu: w.cpu,
+                        counters: Arc::clone(&w.shared),
+                    })
+                    .collect(),
+                latency: Arc::clone(&hub),
+                host: host.clone(),
+                host_start,
+                backend: backend.name(),
+                started: start_time,
+            };
+            match MetricsServer::start(addr, source) {
+                Ok(server) => {
+                    reporter.metrics(server.addr);
+                    Some(server)
+                }
+                Err(e) => {
+                    stop.raise();
+                    workers.into_iter().for_each(|w: Worker| drop(w.join()));
+                    return Err(Error::io("serving --metrics", e));
+                }
+            }
+        }
+        None => None,
+    };
+
     let started = Instant::now();
     let deadline = cfg.duration.map(|d| started + d);
     let mut next_report = cfg.stats_interval.map(|i| started + i);
     let mut last = (started, Counters::default());
     let mut next_registry_read = started + REGISTRY_PERIOD;
+    let mut last_latency = crate::stats::new_latency_histogram();
+    let mut last_host = host_start;
     loop {
         let now = Instant::now();
         if let Some(r) = registry.as_ref().filter(|_| now >= next_registry_read) {
@@ -145,8 +194,22 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
             if now >= at {
                 let mut total = Counters::default();
                 workers.iter().for_each(|w| total.add(&w.shared.snapshot()));
-                reporter.interval(now - started, now - last.0, &total.since(&last.1));
+                let latency = live::merged(&hub.collect());
+                let mut delta = latency.clone();
+                // Cumulative histograms only grow: the subtraction cannot fail.
+                let _ = delta.subtract(&last_latency);
+                let host_now = host.read();
+                reporter.interval(
+                    SystemTime::now(),
+                    now - started,
+                    now - last.0,
+                    &total.since(&last.1),
+                    &LatencySummary::of(&delta),
+                    &host_now.since(&last_host),
+                );
                 last = (now, total);
+                last_latency = latency;
+                last_host = host_now;
                 next_report = Some(at + every);
             }
         }
@@ -162,17 +225,18 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
     }
     stop.raise();
     let elapsed = started.elapsed();
+    hub.retire();
 
     let mut figures = Vec::with_capacity(workers.len());
     let mut first_error = None;
-    for w in workers {
+    for (i, w) in workers.into_iter().enumerate() {
         let (id, cpu) = (w.id, w.cpu);
         match w.join() {
             Ok(r) => figures.push(WorkerFigures {
                 worker: id,
                 cpu,
                 counters: r.counters,
-                latency: r.latency,
+                latency: hub.final_latency(i, &r.latency),
             }),
             Err(e) => {
                 eprintln!("udp-reflector: worker {id} (cpu {cpu}) failed: {e}");
@@ -180,7 +244,13 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
             }
         }
     }
-    reporter.summary(backend.name(), elapsed, &figures);
+    reporter.summary(
+        backend.name(),
+        elapsed,
+        &figures,
+        &host.read().since(&host_start),
+    );
+    drop(metrics_server);
     match first_error {
         Some(e) => Err(Error::io("a worker failed", e)),
         None => Ok(()),

@@ -154,6 +154,7 @@ pub fn record_latency(h: &mut Histogram<u64>, rx_ns: u64, now_ns: u64) {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LatencySummary {
     pub samples: u64,
+    pub mean: f64,
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
@@ -169,6 +170,7 @@ impl LatencySummary {
         let us = |ns: u64| ns as f64 / 1000.0;
         LatencySummary {
             samples: h.len(),
+            mean: h.mean() / 1000.0,
             p50: us(h.value_at_quantile(0.50)),
             p90: us(h.value_at_quantile(0.90)),
             p99: us(h.value_at_quantile(0.99)),

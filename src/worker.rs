@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use crate::{
     io::{Engine, IoConfig, RunFn, Socket, Stop},
     policy::Policy,
+    live::LiveSlot,
     stats::{Counters, SharedCounters},
     sys::affinity,
 };
@@ -37,6 +38,7 @@ impl Backend {
 /// What a worker hands back when it ends.
 pub struct WorkerResult {
     pub counters: Counters,
+    /// What the worker recorded and had not handed over to [`LiveSlot`].
     pub latency: Histogram<u64>,
 }
 
@@ -45,6 +47,7 @@ pub struct Worker {
     pub id: usize,
     pub cpu: usize,
     pub shared: Arc<SharedCounters>,
+    pub live: Arc<LiveSlot>,
     handle: JoinHandle<io::Result<WorkerResult>>,
 }
 
@@ -61,13 +64,16 @@ impl Worker {
     ) -> io::Result<Worker> {
         let shared = Arc::new(SharedCounters::default());
         let published = Arc::clone(&shared);
+        let live = Arc::new(LiveSlot::default());
+        let worker_live = Arc::clone(&live);
         let handle = std::thread::Builder::new()
             .name(format!("reflector-{id}"))
             .spawn(move || {
                 affinity::pin_current_thread(cpu)?;
+                worker_live.set_thread();
                 // The ring is created here, on the thread that uses it
                 // (SINGLE_ISSUER rings fail every submit from another thread).
-                let mut engine = Engine::new(sockets, &cfg, published, stop, policy);
+                let mut engine = Engine::new(sockets, &cfg, published, worker_live, stop, policy);
                 (backend.run_fn())(&mut engine, &cfg)?;
                 Ok(WorkerResult {
                     counters: engine.counters,
@@ -78,6 +84,7 @@ impl Worker {
             id,
             cpu,
             shared,
+            live,
             handle,
         })
     }

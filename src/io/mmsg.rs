@@ -105,7 +105,11 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         }
         match mmsg::poll(&mut pollfds, -1) {
             Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+                // Woken by the reporter (crate::live): hand the latency over.
+                engine.flush();
+                continue;
+            }
             Err(e) => return Err(e),
         }
         for (sock, p) in pollfds[..slots.len()].iter().enumerate() {

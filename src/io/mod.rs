@@ -23,6 +23,7 @@ use hdrhistogram::Histogram;
 
 use crate::{
     policy::{Destination, Policy},
+    live::LiveSlot,
     reflect::{self, Mode, NoReply, RxMeta, Verdict},
     stats::{record_latency, Counters, SharedCounters},
     sys::{clock::realtime_ns, cmsg, event::Event, sockaddr, socket},
@@ -118,6 +119,7 @@ pub struct Engine {
     pub counters: Counters,
     pub latency: Histogram<u64>,
     shared: Arc<SharedCounters>,
+    live: Arc<LiveSlot>,
     pub stop: Arc<Stop>,
     policy: Policy,
 }
@@ -127,6 +129,7 @@ impl Engine {
         sockets: Vec<Socket>,
         cfg: &IoConfig,
         shared: Arc<SharedCounters>,
+        live: Arc<LiveSlot>,
         stop: Arc<Stop>,
         policy: Policy,
     ) -> Self {
@@ -140,6 +143,7 @@ impl Engine {
             counters: Counters::default(),
             latency: crate::stats::new_latency_histogram(),
             shared,
+            live,
             stop,
             policy,
         }
@@ -221,7 +225,8 @@ impl Engine {
         }
     }
 
-    /// Sends every queued reply, then publishes the counters.
+    /// Sends every queued reply, then publishes the counters (and the
+    /// latency, when the reporter asked for it).
     pub fn flush(&mut self) {
         for (batch, s) in self.tx.iter_mut().zip(&self.sockets) {
             if !batch.is_empty() {
@@ -229,6 +234,7 @@ impl Engine {
             }
         }
         self.shared.publish(&self.counters);
+        self.live.after_flush(&mut self.latency);
     }
 
     /// Reads each socket's drop counter one last time, so drops after the
