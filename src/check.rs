@@ -87,7 +87,8 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     ));
     out.push(format!(
         "  metrics {}, interface {}",
-        cfg.metrics.map_or("off".to_string(), |a| format!("http://{a}/metrics")),
+        cfg.metrics
+            .map_or("off".to_string(), |a| format!("http://{a}/metrics")),
         cfg.interface.as_deref().unwrap_or("none"),
     ));
     println!("{}", out.join("\n"));

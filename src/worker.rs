@@ -6,8 +6,8 @@ use hdrhistogram::Histogram;
 
 use crate::{
     io::{Engine, IoConfig, RunFn, Socket, Stop},
-    policy::Policy,
     live::LiveSlot,
+    policy::Policy,
     stats::{Counters, SharedCounters},
     sys::affinity,
 };

@@ -22,8 +22,8 @@ use std::{
 use hdrhistogram::Histogram;
 
 use crate::{
-    policy::{Destination, Policy},
     live::LiveSlot,
+    policy::{Destination, Policy},
     reflect::{self, Mode, NoReply, RxMeta, Verdict},
     stats::{record_latency, Counters, SharedCounters},
     sys::{clock::realtime_ns, cmsg, event::Event, sockaddr, socket},
