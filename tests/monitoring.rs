@@ -54,10 +54,10 @@ fn start(backend: &str, args: &[&str], ns: Option<&NetNs>) -> Option<Reflector> 
                 && o.status.code() == Some(2)
                 && o.stderr.contains("io_uring unavailable") =>
         {
-            skip(format!(
-                "io_uring is refused on this host: {}",
-                o.stderr.trim()
-            ));
+            skip(
+                Need::Uring,
+                format!("io_uring is refused on this host: {}", o.stderr.trim()),
+            );
             None
         }
         Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
@@ -534,7 +534,10 @@ fn host_drops_of_another_socket_show_in_host_counters_not_ours(backend: &'static
     let ns = match NetNs::create(&format!("hd{}", &backend[..1])) {
         Ok(ns) => ns,
         Err(e) => {
-            skip(Need::Netns, format!("cannot create a network namespace: {e}"));
+            skip(
+                Need::Netns,
+                format!("cannot create a network namespace: {e}"),
+            );
             return;
         }
     };
