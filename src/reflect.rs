@@ -137,10 +137,14 @@ pub enum NoReply {
     NotAllowed,
     /// Policy: the source exceeded `--max-pps-per-source`.
     RateLimited,
+    /// The kernel cut the datagram's control data (MSG_CTRUNC): its
+    /// destination address may be lost, and a reply could leave from the
+    /// wrong one.
+    ControlTruncated,
 }
 
 impl NoReply {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     /// Every reason, in discriminant (counter index) order.
     pub const ALL: [NoReply; Self::COUNT] = [
         NoReply::Discarded,
@@ -160,6 +164,7 @@ impl NoReply {
         NoReply::ToMulticast,
         NoReply::NotAllowed,
         NoReply::RateLimited,
+        NoReply::ControlTruncated,
     ];
 
     /// The counter name, as printed and in JSON.
@@ -182,6 +187,7 @@ impl NoReply {
             NoReply::ToMulticast => "no_reply_to_multicast",
             NoReply::NotAllowed => "no_reply_not_allowed",
             NoReply::RateLimited => "no_reply_rate_limited",
+            NoReply::ControlTruncated => "no_reply_ctrunc",
         }
     }
 }

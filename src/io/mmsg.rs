@@ -54,6 +54,7 @@ fn service(
                 len: s.len,
                 wire_len: s.wire_len,
                 truncated: s.truncated,
+                control_truncated: s.control_truncated,
             };
             engine.on_datagram(sock, rx);
         }

@@ -110,6 +110,8 @@ pub struct Received<'a> {
     pub wire_len: usize,
     /// The datagram did not fit in the buffer.
     pub truncated: bool,
+    /// The kernel cut its control data (MSG_CTRUNC).
+    pub control_truncated: bool,
 }
 
 /// A worker's sockets, counters, latency histogram and reply batches.
@@ -170,6 +172,12 @@ impl Engine {
         }
         if rx.truncated {
             c.truncated += 1;
+            return false;
+        }
+        if rx.control_truncated {
+            // Its pktinfo may be lost: never answer from a guessed address.
+            c.count_no_reply(NoReply::ControlTruncated);
+            warn_control_truncated();
             return false;
         }
         // The source policy, before any reply is built (src/policy.rs), with
@@ -284,6 +292,17 @@ impl RxErrors {
 /// is already queued and returns.
 pub type RunFn = fn(&mut Engine, &IoConfig) -> io::Result<()>;
 
+/// Says once per process that control data was cut (the counter has each).
+#[cold]
+fn warn_control_truncated() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "udp-reflector: the kernel cut a datagram's control data (MSG_CTRUNC); such datagrams are not answered (counted in no_reply_ctrunc)"
+        )
+    });
+}
+
 /// Reports a send error on stderr at most once a minute (the counters have
 /// every one of them).
 pub fn warn_tx_error(e: &io::Error) {
@@ -298,5 +317,73 @@ pub fn warn_tx_error(e: &io::Error) {
             .is_ok()
     {
         eprintln!("udp-reflector: sendmmsg failed: {e} (counted in tx_errors; further errors are counted silently for a minute)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PolicyConfig, PortSet, SharedPorts};
+
+    /// An engine with one echo socket (a loopback UDP socket of its own).
+    fn engine() -> Engine {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let cfg = IoConfig {
+            batch: 8,
+            max_datagram: 64,
+            buffers: 8,
+            gso: true,
+        };
+        let policy = Policy::new(
+            &PolicyConfig::default(),
+            SharedPorts::new(PortSet::default(), PortSet::default()),
+        );
+        Engine::new(
+            vec![Socket::new(OwnedFd::from(sock), Mode::Echo)],
+            &cfg,
+            Arc::new(SharedCounters::default()),
+            Stop::new().unwrap(),
+            policy,
+        )
+    }
+
+    /// A sockaddr_in of 127.0.0.1:40000, as the kernel fills msg_name.
+    fn peer() -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&40000u16.to_be_bytes());
+        b[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        b
+    }
+
+    #[test]
+    fn a_datagram_whose_control_data_was_cut_is_counted_not_answered() {
+        let mut e = engine();
+        let mut name = peer();
+        let mut payload = *b"hello, reflector";
+        let answered = |e: &mut Engine, name: &mut [u8], payload: &mut [u8], cut: bool| {
+            let len = payload.len();
+            e.on_datagram(
+                0,
+                Received {
+                    name,
+                    control: &[],
+                    payload,
+                    len,
+                    wire_len: len,
+                    truncated: false,
+                    control_truncated: cut,
+                },
+            );
+            e.tx[0].len()
+        };
+        assert_eq!(answered(&mut e, &mut name, &mut payload, true), 0);
+        let c = e.counters;
+        assert_eq!(c.rx_packets, 1);
+        assert_eq!(c.no_reply[NoReply::ControlTruncated as usize], 1);
+        assert_eq!(c.outcomes(), c.rx_packets);
+        // The same datagram with its control data whole is answered.
+        assert_eq!(answered(&mut e, &mut name, &mut payload, false), 1);
+        e.tx[0].clear();
     }
 }

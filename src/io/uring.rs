@@ -324,6 +324,7 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
             let control_len = out.control_data().len();
             let len = out.payload_data().len();
             let truncated = out.is_payload_truncated();
+            let control_truncated = out.is_control_data_truncated();
             let wire_len = (out.incoming_payload_len() as usize).max(len);
             let (head, payload) = buf.split_at_mut(PAYLOAD_OFF);
             let (name_area, control_area) = head.split_at_mut(CONTROL_OFF);
@@ -334,6 +335,7 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                 len,
                 wire_len,
                 truncated,
+                control_truncated,
             };
             if engine.on_datagram(sock, rx) {
                 engine.flush();

@@ -19,9 +19,24 @@ pub const fn space(n: usize) -> usize {
     align(HDR) + align(n)
 }
 
-/// Control area for received datagrams: pktinfo (v4 or v6), SO_RXQ_OVFL,
-/// SCM_TIMESTAMPNS and TTL/hop limit, with room to spare; a multiple of 8.
+/// Control space of every cmsg a listening socket asks for (see
+/// `sys::socket`), for the larger family: IPV6_PKTINFO, SO_RXQ_OVFL,
+/// SCM_TIMESTAMPNS and IPV6_HOPLIMIT. A socket that asks for one more
+/// control message must add it here.
+pub const RX_CONTROL_NEEDED: usize = space(size_of::<libc::in6_pktinfo>())
+    + space(size_of::<u32>())
+    + space(size_of::<libc::timespec>())
+    + space(size_of::<libc::c_int>());
+
+/// Control area for received datagrams: what is asked for, with room to
+/// spare; a multiple of 8. A datagram whose control data still does not
+/// fit comes with MSG_CTRUNC and is not answered (`no_reply_ctrunc`).
 pub const RX_CONTROL_LEN: usize = 128;
+
+const _: () = assert!(
+    RX_CONTROL_LEN >= RX_CONTROL_NEEDED && RX_CONTROL_LEN % 8 == 0,
+    "RX_CONTROL_LEN must hold every cmsg requested (CMSG_SPACE of each)"
+);
 
 /// Room for the largest reply pktinfo (in6_pktinfo).
 pub const PKTINFO_SPACE: usize = space(size_of::<libc::in6_pktinfo>());

@@ -99,6 +99,8 @@ pub struct Slot<'a> {
     pub wire_len: usize,
     /// The datagram did not fit in the slot (MSG_TRUNC).
     pub truncated: bool,
+    /// Its control data did not fit the control room (MSG_CTRUNC).
+    pub control_truncated: bool,
 }
 
 impl RecvSlots {
@@ -184,6 +186,7 @@ impl RecvSlots {
             payload,
             wire_len,
             truncated: h.msg_flags & libc::MSG_TRUNC != 0,
+            control_truncated: h.msg_flags & libc::MSG_CTRUNC != 0,
         }
     }
 }
@@ -232,5 +235,37 @@ impl SendChunks {
         // is connected), no control, and one iovec over a chunk of `buf`;
         // `buf` and `self.iov` outlive the call and the kernel only reads them.
         unsafe { sendmmsg(fd, &mut self.msgs[..n]) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn control_data_that_does_not_fit_is_flagged() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = rx.as_raw_fd();
+        crate::sys::socket::setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let cmsg_pktinfo = super::super::cmsg::space(std::mem::size_of::<libc::in_pktinfo>());
+        for (control_len, cut) in [(cmsg_pktinfo, false), (cmsg_pktinfo - 8, true)] {
+            tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
+            let mut slots = RecvSlots::new(1, 64, true, control_len);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let n = loop {
+                match slots.recv(fd) {
+                    Ok(n) if n > 0 => break n,
+                    _ if std::time::Instant::now() > deadline => panic!("no datagram"),
+                    _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+                }
+            };
+            assert_eq!(n, 1);
+            let s = slots.slot(0);
+            assert_eq!(s.control_truncated, cut, "control room {control_len}");
+            assert!(!s.truncated);
+        }
     }
 }
