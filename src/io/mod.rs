@@ -342,6 +342,7 @@ mod tests {
             vec![Socket::new(OwnedFd::from(sock), Mode::Echo)],
             &cfg,
             Arc::new(SharedCounters::default()),
+            Arc::new(LiveSlot::default()),
             Stop::new().unwrap(),
             policy,
         )
