@@ -82,14 +82,10 @@ use self::{
 };
 use crate::{
     parse::{parse_secs, parse_secs_or_zero, CpuList},
+    sys::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6},
     Error,
 };
 
-/// Largest UDP payload over IPv4 (65535 - 20 - 8); IPv6 allows 20 more.
-const MAX_PAYLOAD_V4: usize = 65_507;
-const MAX_PAYLOAD_V6: usize = 65_527;
-/// Segments per GSO train: the kernel's UDP_MAX_SEGMENTS before Linux 6.13.
-const MAX_GSO_SEGMENTS: usize = 64;
 /// Bytes one send batch may hold.
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Receive slots with GRO: each holds up to 64 KiB (a whole train).
@@ -352,7 +348,7 @@ impl BenchArgs {
         let batch = (self.batch as usize).min(MAX_BATCH_BYTES / size).max(1);
         let gso_segments = self
             .gso
-            .then(|| batch.min(MAX_GSO_SEGMENTS).min(MAX_PAYLOAD_V4 / size));
+            .then(|| batch.min(GSO_MAX_SEGMENTS).min(GSO_MAX_BYTES / size));
         if gso_segments == Some(1) {
             eprintln!(
                 "bench: --gso has no effect here: a train of {size}-byte datagrams holds only one (batch {batch})"

@@ -42,15 +42,15 @@
 //! 8972 reflector may read our zero padding as TLVs and flag them.
 
 use super::header::Reject;
-use crate::reflect::stamp::{decode_reflected, Reflected, ERROR_ESTIMATE, SENDER_LEN};
+use crate::reflect::stamp::{decode_reflected, field, Reflected, ERROR_ESTIMATE, SENDER_LEN};
 
 /// The smallest `--size` with `--stamp`: the unauthenticated base packet.
 pub const STAMP_LEN: usize = SENDER_LEN;
 
-/// Offsets of the reflector packet's raw timestamps (RFC 8762 §4.3.1).
-const T3_AT: usize = 4;
-const T2_AT: usize = 16;
-const T1_AT: usize = 28;
+/// Offsets of the reflector packet's raw timestamps.
+const T3_AT: usize = field::TIMESTAMP.start;
+const T2_AT: usize = field::RECEIVE_TIMESTAMP.start;
+const T1_AT: usize = field::SENDER_TIMESTAMP.start;
 
 fn raw_u64(d: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
@@ -139,7 +139,7 @@ mod tests {
             assert_eq!(check(&d, false, 44), Err(Reject::Invalid), "{what} zero");
         }
         let mut d = good.clone();
-        d[36] ^= 0x80; // the copied error estimate
+        d[field::SENDER_ERROR_ESTIMATE.start] ^= 0x80;
         assert_eq!(check(&d, false, 44), Err(Reject::Invalid));
         assert_eq!(check(&good, true, 44), Err(Reject::Corrupt), "cut");
         assert_eq!(check(&good, false, 64), Err(Reject::Corrupt), "44 of 64");

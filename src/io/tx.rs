@@ -32,12 +32,7 @@ use crate::{
     },
 };
 
-/// Most datagrams in one GSO train: the kernel's UDP_MAX_SEGMENTS before
-/// Linux 6.9 (128 since).
-pub const GSO_MAX_SEGMENTS: usize = 64;
-/// Most payload bytes in one GSO train: what fits one IPv4 datagram's 16-bit
-/// length after the IP and UDP headers (65535 - 20 - 8).
-pub const GSO_MAX_BYTES: usize = 65_507;
+use crate::sys::udp::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 
 /// Replies waiting for one socket's next `sendmmsg`.
 ///

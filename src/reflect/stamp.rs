@@ -46,6 +46,35 @@
 
 use super::{NoReply, RxMeta, Verdict};
 
+/// Byte ranges of the packets' fields, as drawn above (RFC 8762 §4.2.1,
+/// §4.3.1): the one place every reader and writer of STAMP takes them from.
+pub mod field {
+    use std::ops::Range;
+
+    /// Sequence number (sender's, or the reflector's).
+    pub const SEQ: Range<usize> = 0..4;
+    /// T1 in a sender packet, T3 in a reflector packet.
+    pub const TIMESTAMP: Range<usize> = 4..12;
+    pub const ERROR_ESTIMATE: Range<usize> = 12..14;
+    /// Session-Sender Identifier (RFC 8972); MBZ in RFC 8762.
+    pub const SSID: Range<usize> = 14..16;
+    /// The sender's fields a reflector copies: sequence, T1, error estimate.
+    pub const SENDER_HEADER: Range<usize> = 0..14;
+    /// Reflector packet: receive timestamp T2.
+    pub const RECEIVE_TIMESTAMP: Range<usize> = 16..24;
+    /// Reflector packet: where [`SENDER_HEADER`] is copied to.
+    pub const SENDER_COPY: Range<usize> = 24..38;
+    pub const SENDER_SEQ: Range<usize> = 24..28;
+    pub const SENDER_TIMESTAMP: Range<usize> = 28..36;
+    pub const SENDER_ERROR_ESTIMATE: Range<usize> = 36..38;
+    pub const MBZ_1: Range<usize> = 38..40;
+    /// Reflector packet: the request's TTL / hop limit.
+    pub const SENDER_TTL: usize = 40;
+    pub const MBZ_2: Range<usize> = 41..44;
+    /// Sender packet: zeroed after the header.
+    pub const SENDER_MBZ: Range<usize> = 14..44;
+}
+
 /// Length of the unauthenticated session-sender packet.
 pub const SENDER_LEN: usize = 44;
 /// Length of the unauthenticated session-reflector packet.
@@ -166,22 +195,23 @@ pub fn reflect(meta: &RxMeta, buf: &mut [u8], len: usize, t3_ns: u64) -> Verdict
     };
     // The sender's fields, read before they are overwritten; bytes at or past
     // `len` are stale buffer contents, never read.
-    let mut sender = [0u8; 16];
+    let mut sender = [0u8; field::SSID.end];
     let n = len.min(sender.len());
     sender[..n].copy_from_slice(&r[..n]);
 
     let t2_ns = meta.rx_time_ns.unwrap_or(t3_ns);
     let t3_ns = t3_ns.max(t2_ns);
 
-    // r[0..4]: sequence number, the sender's (stateless mode), left in place.
-    r[4..12].copy_from_slice(&unix_ns_to_ntp(t3_ns).to_be_bytes());
-    r[12..14].copy_from_slice(&ERROR_ESTIMATE.0.to_be_bytes());
-    r[14..16].copy_from_slice(&sender[14..16]); // SSID (RFC 8972), 0 from RFC 8762 senders
-    r[16..24].copy_from_slice(&unix_ns_to_ntp(t2_ns).to_be_bytes());
-    r[24..38].copy_from_slice(&sender[..14]); // sender's seq, timestamp, error estimate
-    r[38..40].fill(0);
-    r[40] = meta.ttl.unwrap_or(TTL_UNKNOWN);
-    r[41..44].fill(0);
+    // field::SEQ: the sender's sequence number (stateless mode), left in place.
+    r[field::TIMESTAMP].copy_from_slice(&unix_ns_to_ntp(t3_ns).to_be_bytes());
+    r[field::ERROR_ESTIMATE].copy_from_slice(&ERROR_ESTIMATE.0.to_be_bytes());
+    // SSID (RFC 8972): 0 from RFC 8762 senders.
+    r[field::SSID].copy_from_slice(&sender[field::SSID]);
+    r[field::RECEIVE_TIMESTAMP].copy_from_slice(&unix_ns_to_ntp(t2_ns).to_be_bytes());
+    r[field::SENDER_COPY].copy_from_slice(&sender[field::SENDER_HEADER]);
+    r[field::MBZ_1].fill(0);
+    r[field::SENDER_TTL] = meta.ttl.unwrap_or(TTL_UNKNOWN);
+    r[field::MBZ_2].fill(0);
     Verdict::Reply(len.max(REFLECTOR_LEN))
 }
 
@@ -191,10 +221,10 @@ pub fn reflect(meta: &RxMeta, buf: &mut [u8], len: usize, t3_ns: u64) -> Verdict
 /// packet, send more of `buf`: bytes past 44 are padding.
 pub fn encode_sender(seq: u32, t1_ns: u64, buf: &mut [u8]) -> Option<usize> {
     let p = buf.get_mut(..SENDER_LEN)?;
-    p[..4].copy_from_slice(&seq.to_be_bytes());
-    p[4..12].copy_from_slice(&unix_ns_to_ntp(t1_ns).to_be_bytes());
-    p[12..14].copy_from_slice(&ERROR_ESTIMATE.0.to_be_bytes());
-    p[14..].fill(0);
+    p[field::SEQ].copy_from_slice(&seq.to_be_bytes());
+    p[field::TIMESTAMP].copy_from_slice(&unix_ns_to_ntp(t1_ns).to_be_bytes());
+    p[field::ERROR_ESTIMATE].copy_from_slice(&ERROR_ESTIMATE.0.to_be_bytes());
+    p[field::SENDER_MBZ].fill(0);
     Some(SENDER_LEN)
 }
 
@@ -250,18 +280,18 @@ pub fn decode_reflected(buf: &[u8]) -> Option<Reflected> {
     let u16_at = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
     let u32_at = |i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
     let u64_at = |i: usize| u64::from(u32_at(i)) << 32 | u64::from(u32_at(i + 4));
-    let error_estimate = ErrorEstimate(u16_at(12));
-    let sender_error_estimate = ErrorEstimate(u16_at(36));
+    let error_estimate = ErrorEstimate(u16_at(field::ERROR_ESTIMATE.start));
+    let sender_error_estimate = ErrorEstimate(u16_at(field::SENDER_ERROR_ESTIMATE.start));
     Some(Reflected {
-        seq: u32_at(0),
-        t3_ns: timestamp_ns(u64_at(4), error_estimate),
+        seq: u32_at(field::SEQ.start),
+        t3_ns: timestamp_ns(u64_at(field::TIMESTAMP.start), error_estimate),
         error_estimate,
-        ssid: u16_at(14),
-        t2_ns: timestamp_ns(u64_at(16), error_estimate),
-        sender_seq: u32_at(24),
-        t1_ns: timestamp_ns(u64_at(28), sender_error_estimate),
+        ssid: u16_at(field::SSID.start),
+        t2_ns: timestamp_ns(u64_at(field::RECEIVE_TIMESTAMP.start), error_estimate),
+        sender_seq: u32_at(field::SENDER_SEQ.start),
+        t1_ns: timestamp_ns(u64_at(field::SENDER_TIMESTAMP.start), sender_error_estimate),
         sender_error_estimate,
-        ttl: p[40],
+        ttl: p[field::SENDER_TTL],
     })
 }
 

@@ -28,6 +28,7 @@ pub mod mmsg;
 pub mod signals;
 pub mod sockaddr;
 pub mod socket;
+pub mod udp;
 pub mod wake;
 
 /// Whether this process runs as root (effective uid 0).
