@@ -22,6 +22,11 @@ pub enum Error {
     UringUnavailable(io::Error),
     /// A flag value that parsed but cannot be honoured.
     Invalid { flag: &'static str, reason: String },
+    /// stdout is a closed descriptor: the summary could not be written, and
+    /// the first socket opened would take its number.
+    StdoutClosed,
+    /// stdout did not take the summary (or other lines).
+    Output(crate::output::OutputError),
     /// Any other system call failure, with what we were doing.
     Io {
         context: &'static str,
@@ -86,6 +91,12 @@ impl fmt::Display for Error {
                 write!(f, "io_uring unavailable ({e}): {}", uring_refusal_hint(e))
             }
             Error::Invalid { flag, reason } => write!(f, "invalid {flag}: {reason}"),
+            Error::StdoutClosed => write!(
+                f,
+                "stdout is closed: the summary would be lost (redirect it, e.g. >/dev/null, to discard it)"
+            ),
+            Error::Output(e @ crate::output::OutputError::Dropped(_)) => write!(f, "{e}"),
+            Error::Output(e) => write!(f, "{e}; the summary is lost"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }

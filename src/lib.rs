@@ -34,6 +34,7 @@ pub mod hostdrops;
 pub mod io;
 pub mod live;
 pub mod metrics;
+pub mod output;
 pub mod parse;
 pub mod policy;
 pub mod reflect;

@@ -2,7 +2,6 @@
 //! summary, as human text or JSON lines on stdout.
 
 use std::{
-    io::Write,
     net::SocketAddr,
     time::{Duration, SystemTime},
 };
@@ -26,6 +25,8 @@ pub struct WorkerFigures {
 
 pub struct Reporter {
     pub json: bool,
+    /// stdout, written by a thread of its own (src/output.rs).
+    out: crate::output::Output,
 }
 
 fn counters_map(c: &Counters) -> Map<String, Value> {
@@ -75,10 +76,64 @@ fn latency_text(l: &LatencySummary) -> String {
 }
 
 impl Reporter {
+    /// Starts the stdout writer thread.
+    pub fn new(json: bool) -> std::io::Result<Reporter> {
+        Ok(Reporter {
+            json,
+            out: crate::output::Output::new()?,
+        })
+    }
+
     fn emit(&self, line: String) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        self.out.line(line);
+    }
+
+    /// Waits up to `wait` for every line to reach stdout; says what failed.
+    pub fn finish(self, wait: Duration) -> Result<(), crate::output::OutputError> {
+        self.out.finish(wait)
+    }
+
+    /// SIGUSR1: the counters so far, per worker and in total (latency
+    /// histograms stay with the workers until they stop).
+    pub fn summary_so_far(
+        &self,
+        backend: &str,
+        elapsed: Duration,
+        workers: &[(usize, usize, Counters)],
+    ) {
+        let mut total = Counters::default();
+        workers.iter().for_each(|(_, _, c)| total.add(c));
+        if self.json {
+            let ws: Vec<Value> = workers
+                .iter()
+                .map(|(id, cpu, c)| {
+                    let mut m = counters_map(c);
+                    m.insert("worker".into(), json!(id));
+                    m.insert("cpu".into(), json!(cpu));
+                    Value::Object(m)
+                })
+                .collect();
+            self.emit(
+                json!({"event": "summary_so_far", "backend": backend,
+                       "elapsed_s": elapsed.as_secs_f64(),
+                       "total": Value::Object(counters_map(&total)), "workers": ws})
+                .to_string(),
+            );
+        } else {
+            let mut lines = vec![format!(
+                "summary so far: backend {backend}, {:.2} s, {} worker(s)",
+                elapsed.as_secs_f64(),
+                workers.len()
+            )];
+            lines.push(format!("  total:  {}", counters_text(&total, false)));
+            for (id, cpu, c) in workers {
+                lines.push(format!(
+                    "  worker {id} (cpu {cpu}): {}",
+                    counters_text(c, false)
+                ));
+            }
+            self.emit(lines.join("\n"));
+        }
     }
 
     /// The sockets are bound: say where (ports resolved) and how.

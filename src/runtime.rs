@@ -44,12 +44,18 @@ pub fn choose_backend(choice: BackendChoice) -> Result<Backend, Error> {
     }
 }
 
+/// How long the stop waits for stdout to take the summary.
+const OUTPUT_WAIT: Duration = Duration::from_millis(250);
+
 /// How often the runtime reads the other reflectors' ports.
 const REGISTRY_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs the reflector until SIGINT, SIGTERM or `--duration`.
 pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
-    signals::block_stop_signals().map_err(|e| Error::io("blocking SIGINT/SIGTERM", e))?;
+    if crate::sys::stdout_was_closed() {
+        return Err(Error::StdoutClosed);
+    }
+    signals::block_stop_signals().map_err(|e| Error::io("blocking the stop signals", e))?;
     let backend = choose_backend(cfg.backend)?;
 
     // Claim every address first (port 0 becomes a real port, a busy port is
@@ -107,7 +113,8 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         None => None,
     };
 
-    let reporter = Reporter { json: cfg.json };
+    let reporter =
+        Reporter::new(cfg.json).map_err(|e| Error::io("starting the stdout writer thread", e))?;
     reporter.listening(&resolved, backend.name(), &cfg.cpus, granted);
     let host = HostReader::new(cfg.interface.as_deref())
         .map_err(|e| Error::io("reading the NIC statistics of --interface", e))?;
@@ -219,8 +226,16 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         for t in [next_report, deadline].into_iter().flatten() {
             wake = wake.min(t);
         }
-        if signals::wait_stop_signal(wake.saturating_duration_since(now)).is_some() {
-            break;
+        match signals::wait_stop_signal(wake.saturating_duration_since(now)) {
+            Some(signals::SUMMARY_SIGNAL) => {
+                let so_far: Vec<_> = workers
+                    .iter()
+                    .map(|w| (w.id, w.cpu, w.shared.snapshot()))
+                    .collect();
+                reporter.summary_so_far(backend.name(), started.elapsed(), &so_far);
+            }
+            Some(_) => break,
+            None => {}
         }
     }
     stop.raise();
@@ -251,8 +266,17 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         &host.read().since(&host_start),
     );
     drop(metrics_server);
-    match first_error {
-        Some(e) => Err(Error::io("a worker failed", e)),
-        None => Ok(()),
+    // The stop never waits on stdout for long: a pipe nobody reads gets
+    // this long to take the summary.
+    let written = reporter.finish(OUTPUT_WAIT);
+    match (first_error, written) {
+        (Some(e), w) => {
+            if let Err(o) = w {
+                eprintln!("udp-reflector: {o}");
+            }
+            Err(Error::io("a worker failed", e))
+        }
+        (None, Err(o)) => Err(Error::Output(o)),
+        (None, Ok(())) => Ok(()),
     }
 }

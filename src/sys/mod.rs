@@ -36,3 +36,27 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Whether stdout was closed when the process started.
+///
+/// The Rust runtime opens /dev/null read-write in place of a closed
+/// standard descriptor before `main` (std's `sanitize_standard_fds`);
+/// redirections (`>/dev/null`, `Stdio::null`, systemd's `null`) open it
+/// write-only. So: fd 1 closed, or /dev/null opened read-write.
+pub fn stdout_was_closed() -> bool {
+    // SAFETY: F_GETFL only reads the descriptor's flags; any int is allowed.
+    let flags = unsafe { libc::fcntl(1, libc::F_GETFL) };
+    if flags == -1 {
+        return true;
+    }
+    // SAFETY: `st` is a plain struct that fstat fills in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 1 is open (F_GETFL succeeded); `st` is writable.
+    if unsafe { libc::fstat(1, &mut st) } != 0 {
+        return false;
+    }
+    let dev_null = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
+        && libc::major(st.st_rdev) == 1
+        && libc::minor(st.st_rdev) == 3;
+    dev_null && flags & libc::O_ACCMODE == libc::O_RDWR
+}
