@@ -16,8 +16,8 @@ use std::{
 };
 
 use common::{
-    assert_summary_consistent, counter, recv_within, run_to_exit, serve_command, skip, Reflector,
-    Started, BIN,
+    assert_summary_consistent, counter, recv_within, run_to_exit, serve_command, skip, Need,
+    Reflector, Started, BIN,
 };
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,7 +60,10 @@ fn start(backend: &str, args: &[&str]) -> Option<Reflector> {
                 && o.status.code() == Some(2)
                 && o.stderr.contains("io_uring unavailable") =>
         {
-            skip(format!("io_uring is refused here: {}", o.stderr.trim()));
+            skip(
+                Need::Uring,
+                format!("io_uring is refused here: {}", o.stderr.trim()),
+            );
             None
         }
         Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
@@ -190,7 +193,10 @@ fn assert_output_failure(backend: &str, case: &str, status: std::process::ExitSt
 
 fn uring_refused(backend: &str, err: &str) -> bool {
     if backend == "uring" && err.contains("io_uring unavailable") {
-        skip(format!("io_uring is refused here: {}", err.trim()));
+        skip(
+            Need::Uring,
+            format!("io_uring is refused here: {}", err.trim()),
+        );
         return true;
     }
     false
