@@ -67,7 +67,9 @@ fn build_reply_batch(c: &mut Criterion) {
                     udp_reflector::reflect::Verdict::Reply(n) => n,
                     udp_reflector::reflect::Verdict::NoReply(_) => 0,
                 };
-                batch.push(name, &mut payload[..n], Some(&pi), 1);
+                // SAFETY: `payloads` outlives the batch, which is cleared
+                // (never flushed) after each iteration.
+                unsafe { batch.push(name, &mut payload[..n], Some(&pi), 1) };
             }
             let full = batch.is_full();
             batch.clear();

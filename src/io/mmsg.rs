@@ -56,7 +56,9 @@ fn service(
                 truncated: s.truncated,
                 control_truncated: s.control_truncated,
             };
-            engine.on_datagram(sock, rx);
+            // SAFETY: the slots are reused only by the next `recv`, after
+            // the flush below.
+            unsafe { engine.on_datagram(sock, rx) };
         }
         engine.flush();
         total += n;

@@ -157,10 +157,14 @@ impl Engine {
     }
 
     /// Counts a datagram and queues its reply, if any. Returns true when the
-    /// socket's batch is full: the caller must `flush` before the next one
-    /// (and may only then recycle buffers).
+    /// socket's batch is full: the caller must `flush` before the next one.
+    ///
+    /// # Safety
+    /// A reply points into `rx.payload` (it is not copied): that memory must
+    /// stay allocated and untouched until the next [`Engine::flush`] (only
+    /// then may a receive buffer be recycled or a slot reused).
     #[inline]
-    pub fn on_datagram(&mut self, sock: usize, rx: Received<'_>) -> bool {
+    pub unsafe fn on_datagram(&mut self, sock: usize, rx: Received<'_>) -> bool {
         let c = &mut self.counters;
         c.rx_packets += 1;
         c.rx_bytes += rx.wire_len as u64;
@@ -222,12 +226,16 @@ impl Engine {
                 let batch = &mut self.tx[sock];
                 let cap = rx.payload.len();
                 let reply = &mut rx.payload[..n.min(cap)];
-                batch.push(
-                    rx.name,
-                    reply,
-                    control.pktinfo.as_ref(),
-                    control.rx_time_ns.unwrap_or(0),
-                );
+                // SAFETY: forwarded to our caller (see `# Safety`): `reply`
+                // stays untouched until the next flush.
+                unsafe {
+                    batch.push(
+                        rx.name,
+                        reply,
+                        control.pktinfo.as_ref(),
+                        control.rx_time_ns.unwrap_or(0),
+                    )
+                };
                 batch.is_full()
             }
         }
@@ -364,18 +372,22 @@ mod tests {
         let mut payload = *b"hello, reflector";
         let answered = |e: &mut Engine, name: &mut [u8], payload: &mut [u8], cut: bool| {
             let len = payload.len();
-            e.on_datagram(
-                0,
-                Received {
-                    name,
-                    control: &[],
-                    payload,
-                    len,
-                    wire_len: len,
-                    truncated: false,
-                    control_truncated: cut,
-                },
-            );
+            // SAFETY: nothing is flushed; the batch is cleared below while
+            // the payload is alive.
+            unsafe {
+                e.on_datagram(
+                    0,
+                    Received {
+                        name,
+                        control: &[],
+                        payload,
+                        len,
+                        wire_len: len,
+                        truncated: false,
+                        control_truncated: cut,
+                    },
+                )
+            };
             e.tx[0].len()
         };
         assert_eq!(answered(&mut e, &mut name, &mut payload, true), 0);

@@ -95,10 +95,6 @@ impl Reply {
     }
 }
 
-// SAFETY: the raw pointers inside refer to buffers owned by the same worker
-// thread that owns the batch; a batch is built and flushed on that thread.
-unsafe impl Send for TxBatch {}
-
 impl TxBatch {
     /// A batch of up to `capacity` replies; `gso` allows GSO trains.
     pub fn new(capacity: usize, gso: bool) -> Self {
@@ -144,10 +140,21 @@ impl TxBatch {
 
     /// Queues a reply of `payload` to the sockaddr bytes `name`, from the
     /// local address in `pktinfo`. `rx_ns` is the request's kernel receive time
-    /// (0 when unknown). The memory behind `payload` must stay untouched until
-    /// the next `flush`.
+    /// (0 when unknown). The batch keeps a pointer to `payload`, not a copy
+    /// (names are copied).
+    ///
+    /// # Safety
+    /// The memory behind `payload` must stay allocated and untouched until
+    /// the batch's next [`TxBatch::flush`] or [`TxBatch::clear`] (or its
+    /// drop): `flush` sends from it.
     #[inline]
-    pub fn push(&mut self, name: &[u8], payload: &mut [u8], pktinfo: Option<&PktInfo>, rx_ns: u64) {
+    pub unsafe fn push(
+        &mut self,
+        name: &[u8],
+        payload: &mut [u8],
+        pktinfo: Option<&PktInfo>,
+        rx_ns: u64,
+    ) {
         debug_assert!(!self.is_full());
         let i = self.len;
         let n = name.len().min(NAME_LEN);
@@ -410,7 +417,8 @@ mod tests {
             (0, &p1),
         ];
         for (buf, (size, name)) in bufs.iter_mut().zip(sizes_and_peers) {
-            b.push(name, &mut buf[..size], None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(name, &mut buf[..size], None, 0) };
         }
         let seg = cmsg::space(std::mem::size_of::<u16>());
         assert_eq!(
@@ -429,7 +437,8 @@ mod tests {
         let p = peer(1);
         for (i, (buf, size)) in bufs.iter_mut().zip(sizes).enumerate() {
             buf[0] = i as u8;
-            b.push(&p, &mut buf[..size], None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&p, &mut buf[..size], None, 0) };
         }
         b.group_by_peer();
         assert_eq!(sent_order(&b), vec![0, 1, 2, 3, 4, 5]);
@@ -454,7 +463,8 @@ mod tests {
         let peers = [&pa, &pb, &pa, &pc, &pb, &pa, &pc];
         for (i, (buf, name)) in bufs.iter_mut().zip(peers).enumerate() {
             buf[0] = i as u8;
-            b.push(name, buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(name, buf, None, 0) };
         }
         b.group_by_peer();
         // a: 0 2 5, then b: 1 4, then c: 3 6.
@@ -472,7 +482,8 @@ mod tests {
         // the rest each stay where they were.
         for (i, buf) in bufs.iter_mut().enumerate() {
             buf[0] = i as u8;
-            b.push(&peer((i % n) as u16), buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&peer((i % n) as u16), buf, None, 0) };
         }
         b.group_by_peer();
         let order = sent_order(&b);
@@ -501,7 +512,8 @@ mod tests {
             spec_dst: [127, 0, 0, 2],
         };
         for (buf, pi) in bufs.iter_mut().zip([a, a, c]) {
-            b.push(&p, buf, Some(&pi), 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&p, buf, Some(&pi), 0) };
         }
         let pktinfo = cmsg::space(std::mem::size_of::<libc::in_pktinfo>());
         let seg = cmsg::space(std::mem::size_of::<u16>());
@@ -515,7 +527,8 @@ mod tests {
         let mut b = TxBatch::new(100, true);
         let p = peer(9);
         for buf in bufs.iter_mut() {
-            b.push(&p, buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&p, buf, None, 0) };
         }
         let counts: Vec<usize> = layout(&mut b).iter().map(|t| t.1).collect();
         assert_eq!(counts, vec![64, 36]);
@@ -524,7 +537,8 @@ mod tests {
         let mut big = vec![vec![0u8; 9000]; 10];
         let mut b = TxBatch::new(10, true);
         for buf in big.iter_mut() {
-            b.push(&p, buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&p, buf, None, 0) };
         }
         let counts: Vec<usize> = layout(&mut b).iter().map(|t| t.1).collect();
         assert_eq!(counts, vec![7, 3]);
@@ -536,7 +550,8 @@ mod tests {
         let mut b = TxBatch::new(4, false);
         let p = peer(5);
         for buf in bufs.iter_mut() {
-            b.push(&p, buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&p, buf, None, 0) };
         }
         let counts: Vec<usize> = layout(&mut b).iter().map(|t| t.1).collect();
         assert_eq!(counts, vec![1, 1, 1, 1]);
@@ -612,7 +627,8 @@ mod tests {
                     Some((_, v)) => v.push(buf.clone()),
                     None => expect.push((name.clone(), vec![buf.clone()])),
                 }
-                b.push(&name, buf, None, 0);
+                // SAFETY: the test's buffers outlive the batch's use of them.
+                unsafe { b.push(&name, buf, None, 0) };
             }
             b.group_by_peer();
             let mut got = as_received(&mut b);
@@ -664,7 +680,8 @@ mod tests {
         let mut b = TxBatch::new(6, true);
         for (i, buf) in bufs.iter_mut().enumerate() {
             let name = if i % 2 == 0 { &bad_name } else { &good_name };
-            b.push(name, buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(name, buf, None, 0) };
         }
         let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
         b.flush(sender.as_raw_fd(), &mut c, &mut h);
@@ -683,7 +700,8 @@ mod tests {
         let mut bufs = [[0u8; 40]; 5];
         let mut b = TxBatch::new(5, true);
         for (i, buf) in bufs.iter_mut().enumerate() {
-            b.push(&peer(1 + (i % 2) as u16), buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&peer(1 + (i % 2) as u16), buf, None, 0) };
         }
         let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
         b.flush(-1, &mut c, &mut h); // EBADF
@@ -718,7 +736,8 @@ mod tests {
         let mut bufs = [[0u8; 30]; 4];
         let mut b = TxBatch::new(4, false);
         for buf in bufs.iter_mut() {
-            b.push(&full_name, buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&full_name, buf, None, 0) };
         }
         let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
         b.flush(sender.as_raw_fd(), &mut c, &mut h);
@@ -745,7 +764,8 @@ mod tests {
         let mut bufs = [[9u8; 64]; 4];
         let mut b = TxBatch::new(4, true);
         for buf in bufs.iter_mut() {
-            b.push(&name, buf, None, 0);
+            // SAFETY: the test's buffers outlive the batch's use of them.
+            unsafe { b.push(&name, buf, None, 0) };
         }
         let (mut c, mut h) = (Counters::default(), crate::stats::new_latency_histogram());
         b.flush(tx.as_raw_fd(), &mut c, &mut h);

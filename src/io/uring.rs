@@ -16,7 +16,12 @@ use std::{io, os::fd::AsRawFd, time::Duration};
 use io_uring::{cqueue, opcode, types, IoUring};
 
 use super::{Engine, IoConfig, Received};
-use crate::sys::{bufring::BufRing, cmsg::RX_CONTROL_LEN, sockaddr::NAME_LEN, socket};
+use crate::sys::{
+    bufring::{BufId, BufRing},
+    cmsg::RX_CONTROL_LEN,
+    sockaddr::NAME_LEN,
+    socket,
+};
 
 /// Buffer group id of the worker's buffer ring.
 const BGID: u16 = 0;
@@ -227,7 +232,7 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
 
     let mut armed = vec![false; nsock];
     let mut rx_errors = super::RxErrors::default();
-    let mut pending: Vec<u16> = Vec::with_capacity(cfg.buffers as usize);
+    let mut pending: Vec<BufId> = Vec::with_capacity(cfg.buffers as usize);
     let fallback_ts = types::Timespec::from(FALLBACK_WAIT);
     let drain_ts = types::Timespec::from(Duration::from_millis(1));
     let mut phase = Phase::Serve;
@@ -310,8 +315,11 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                 continue;
             };
             rx_errors.ok();
-            pending.push(bid);
-            let buf = bufs.buf_mut(bid, buf_size);
+            // SAFETY: the kernel handed this buffer over in this completion,
+            // of a receive that selects from `bufs`; each completion is seen once.
+            let id = unsafe { bufs.claim(bid) };
+            let buf = bufs.buf_mut(&id, buf_size);
+            pending.push(id);
             let Ok(out) = types::RecvMsgOut::parse(&buf[..(res as usize).min(buf_size)], &msghdr)
             else {
                 // Shorter than the fixed header areas: the kernel never does
@@ -337,7 +345,9 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                 truncated,
                 control_truncated,
             };
-            if engine.on_datagram(sock, rx) {
+            // SAFETY: the buffer is recycled only after the next flush
+            // (`pending` is drained right after each `engine.flush()`).
+            if unsafe { engine.on_datagram(sock, rx) } {
                 engine.flush();
                 recycle(&mut bufs, &mut pending);
             }
@@ -378,12 +388,12 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
     Ok(())
 }
 
-fn recycle(bufs: &mut BufRing, pending: &mut Vec<u16>) {
+fn recycle(bufs: &mut BufRing, pending: &mut Vec<BufId>) {
     if pending.is_empty() {
         return;
     }
-    for bid in pending.drain(..) {
-        bufs.recycle(bid);
+    for id in pending.drain(..) {
+        bufs.recycle(id);
     }
     bufs.publish();
 }

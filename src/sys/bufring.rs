@@ -51,6 +51,13 @@ impl Drop for Mapping {
     }
 }
 
+/// A buffer the kernel handed over in a completion: ours until recycled.
+///
+/// Not `Clone`: [`BufRing::recycle`] consumes it, so safe code cannot give
+/// one buffer back twice (which would let two completions share it).
+#[derive(Debug)]
+pub struct BufId(u16);
+
 /// A provided buffer ring with `entries` buffers of `buf_size` bytes.
 pub struct BufRing {
     ring: Mapping,
@@ -59,10 +66,6 @@ pub struct BufRing {
     buf_size: usize,
     tail: u16,
 }
-
-// SAFETY: the mappings are owned exclusively by this value; moving it to
-// another thread moves that ownership with it.
-unsafe impl Send for BufRing {}
 
 impl BufRing {
     /// Maps the ring and the buffers and hands every buffer to the ring.
@@ -82,7 +85,7 @@ impl BufRing {
             tail: 0,
         };
         for bid in 0..entries {
-            r.recycle(bid);
+            r.give(bid);
         }
         r.publish();
         Ok(r)
@@ -101,12 +104,24 @@ impl BufRing {
         self.buf_size
     }
 
-    /// The first `len` bytes of buffer `bid`, which the kernel has handed
-    /// to us in a completion and which we have not yet recycled.
+    /// Takes buffer `bid` from a completion as a token. Panics if `bid` is
+    /// out of range (the kernel never reports that).
     ///
-    /// Panics if `bid` or `len` is out of range: the kernel never reports
-    /// those, so that would be a bug here, not bad input.
-    pub fn buf_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
+    /// # Safety
+    /// `bid` must be the buffer id of a completion of a request that selected
+    /// from this ring (`cqueue::buffer_select`), claimed once: the kernel
+    /// hands a buffer over once per recycle.
+    pub unsafe fn claim(&self, bid: u16) -> BufId {
+        assert!(bid < self.entries, "buffer id {bid} out of range");
+        BufId(bid)
+    }
+
+    /// The first `len` bytes of buffer `id`, which the kernel has handed
+    /// over and which we have not yet recycled (the token says so).
+    ///
+    /// Panics if `len` is out of range: a bug here, not bad input.
+    pub fn buf_mut(&mut self, id: &BufId, len: usize) -> &mut [u8] {
+        let bid = id.0;
         assert!(
             bid < self.entries && len <= self.buf_size,
             "buffer {bid}/{len} out of range"
@@ -122,9 +137,15 @@ impl BufRing {
         }
     }
 
-    /// Returns buffer `bid` to the ring (visible to the kernel after `publish`).
+    /// Returns buffer `id` to the ring (visible to the kernel after `publish`).
     #[inline]
-    pub fn recycle(&mut self, bid: u16) {
+    pub fn recycle(&mut self, id: BufId) {
+        self.give(id.0);
+    }
+
+    /// Puts buffer `bid` in the ring's next entry.
+    #[inline]
+    fn give(&mut self, bid: u16) {
         assert!(bid < self.entries, "buffer id {bid} out of range");
         let slot = (self.tail & (self.entries - 1)) as usize;
         // SAFETY: slot < entries, so the entry lies inside the ring mapping;

@@ -3,6 +3,7 @@
 //! waits: a timed wait arms a high-resolution timer on every call, which on
 //! a VM is a trap to the hypervisor per wakeup.
 
+use super::cvt;
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
@@ -16,7 +17,8 @@ pub struct Event {
 
 impl Event {
     pub fn new() -> io::Result<Event> {
-        let fd = super::syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
+        // SAFETY: eventfd takes no pointers.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: eventfd just returned this descriptor and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Event { fd })
@@ -27,11 +29,13 @@ impl Event {
     pub fn raise(&self) -> io::Result<()> {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
-        let n = super::syscall!(write(
-            self.fd.as_raw_fd(),
-            (&one as *const u64).cast(),
-            std::mem::size_of::<u64>()
-        ))?;
+        let n = cvt(unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        })?;
         debug_assert_eq!(n, 8);
         Ok(())
     }

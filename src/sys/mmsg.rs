@@ -1,5 +1,6 @@
 //! recvmmsg / sendmmsg and poll, thin wrappers whose callers own the buffers.
 
+use super::cvt;
 use std::{io, os::fd::RawFd};
 
 use super::sockaddr::NAME_LEN;
@@ -49,12 +50,9 @@ pub unsafe fn recvmmsg(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usiz
 /// Waits up to `timeout_ms` for any of `fds` to be readable; fills
 /// `revents` in place and returns how many are ready.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    super::syscall!(poll(
-        fds.as_mut_ptr(),
-        fds.len() as libc::nfds_t,
-        timeout_ms
-    ))
-    .map(|n| n as usize)
+    // SAFETY: `fds` is a live, writable array of `fds.len()` pollfds.
+    cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) })
+        .map(|n| n as usize)
 }
 
 fn empty_iovec() -> libc::iovec {

@@ -3,20 +3,30 @@
 //! Each file wraps one kernel concept behind a safe, checked interface; the
 //! rest of the crate works on slices and typed values.
 
-/// Calls a libc function, turning `-1` into `io::Error::last_os_error()`.
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: the caller upholds the C function's contract; each call site
-        // documents why its arguments are valid.
-        let res = unsafe { libc::$fn($($arg),*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
+/// A libc return value that says failure with -1.
+pub(crate) trait MinusOne: Copy + PartialEq {
+    const MINUS_ONE: Self;
 }
-pub(crate) use syscall;
+
+impl MinusOne for i32 {
+    const MINUS_ONE: i32 = -1;
+}
+
+impl MinusOne for isize {
+    const MINUS_ONE: isize = -1;
+}
+
+/// Turns a libc call's -1 into `io::Error::last_os_error()`, as std does.
+/// Used as `cvt(unsafe { libc::bind(..) })`, with a `// SAFETY:` line at
+/// each call saying why its arguments are valid.
+#[inline]
+pub(crate) fn cvt<T: MinusOne>(res: T) -> std::io::Result<T> {
+    if res == T::MINUS_ONE {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(res)
+    }
+}
 
 pub mod affinity;
 pub mod bufring;

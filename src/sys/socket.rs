@@ -1,6 +1,7 @@
 //! Listening sockets: options the reflector relies on, binding with errors
 //! that name the culprit, and the kernel's per-socket drop counter.
 
+use super::cvt;
 use std::{
     io,
     net::SocketAddr,
@@ -26,26 +27,24 @@ const SO_INCOMING_CPU: i32 = 49;
 
 /// setsockopt of one `int` option.
 pub(crate) fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
-    syscall!(setsockopt(
-        fd,
-        level,
-        name,
-        (&value as *const i32).cast(),
-        std::mem::size_of::<i32>() as libc::socklen_t
-    ))
+    // SAFETY: reads the stated size (one int) from a live i32.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    })
     .map(drop)
 }
 
 fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
     let mut value: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    syscall!(getsockopt(
-        fd,
-        level,
-        name,
-        (&mut value as *mut i32).cast(),
-        &mut len
-    ))?;
+    // SAFETY: writes at most `len` bytes into the live buffer given, and its length into `len`.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len) })?;
     Ok(value)
 }
 
@@ -56,11 +55,14 @@ fn udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     } else {
         libc::AF_INET6
     };
-    let fd = syscall!(socket(
-        family,
-        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        0
-    ))?;
+    // SAFETY: socket takes no pointers.
+    let fd = cvt(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
     // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -71,7 +73,8 @@ pub fn connected_udp_socket(target: &SocketAddr) -> io::Result<OwnedFd> {
     let fd = udp_socket(target)?;
     let addr = sockaddr::to_raw(target);
     // A non-blocking UDP connect completes at once: it only sets the peer.
-    syscall!(connect(fd.as_raw_fd(), addr.as_ptr(), addr.len))?;
+    // SAFETY: `addr` is a valid sockaddr of `addr.len` bytes, alive for the call.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), addr.as_ptr(), addr.len) })?;
     Ok(fd)
 }
 
@@ -86,7 +89,8 @@ fn new_udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
 
 fn bind(fd: &OwnedFd, addr: &SocketAddr) -> io::Result<()> {
     let raw = sockaddr::to_raw(addr);
-    syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len)).map(drop)
+    // SAFETY: `raw` is a valid sockaddr of `raw.len` bytes, alive for the call.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), raw.as_ptr(), raw.len) }).map(drop)
 }
 
 /// Which step of [`open_listener`] failed.
@@ -103,11 +107,14 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    syscall!(getsockname(
-        fd,
-        (&mut storage as *mut libc::sockaddr_storage).cast(),
-        &mut len
-    ))?;
+    // SAFETY: writes at most `len` bytes into `storage`, a live sockaddr_storage of that size.
+    cvt(unsafe {
+        libc::getsockname(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
     // SAFETY: the kernel initialised `len` bytes of `storage`, len <= its size.
     let bytes = unsafe {
         std::slice::from_raw_parts(
@@ -198,13 +205,16 @@ pub fn meminfo_drops(fd: RawFd) -> io::Result<u32> {
     // SK_MEMINFO_VARS is 9 today; leave room for fields added later.
     let mut info = [0u32; 16];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_MEMINFO,
-        info.as_mut_ptr().cast(),
-        &mut len
-    ))?;
+    // SAFETY: writes at most `len` bytes into the live buffer given, and its length into `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
     if (len as usize) <= libc::SK_MEMINFO_DROPS as usize * 4 {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
@@ -215,12 +225,15 @@ pub fn meminfo_drops(fd: RawFd) -> io::Result<u32> {
 /// touching any network.
 pub fn socketpair_dgram() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
-    syscall!(socketpair(
-        libc::AF_UNIX,
-        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-        0,
-        fds.as_mut_ptr()
-    ))?;
+    // SAFETY: writes two descriptors into `fds`, a live [c_int; 2].
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
     // SAFETY: socketpair returned two fresh descriptors that nobody else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -228,5 +241,6 @@ pub fn socketpair_dgram() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Sends one byte on a connected socket.
 pub fn send_byte(fd: &OwnedFd) -> io::Result<()> {
     let b = [0u8; 1];
-    syscall!(send(fd.as_raw_fd(), b.as_ptr().cast(), 1, 0)).map(drop)
+    // SAFETY: sends 1 byte from a live 1-byte array.
+    cvt(unsafe { libc::send(fd.as_raw_fd(), b.as_ptr().cast(), 1, 0) }).map(drop)
 }
