@@ -1,8 +1,8 @@
 //! A process that dies well: every stop signal ends the run with the
 //! summary, SIGUSR1 prints the summary so far and goes on, stdout that
 //! fails or blocks is told on stderr with a failing status and never delays
-//! a stop, and a too short `--stats-interval` is refused in one line. Both
-//! backends.
+//! a stop, a restart on the same port right after an exit always binds, and
+//! a too short `--stats-interval` is refused in one line. Both backends.
 
 mod common;
 
@@ -45,6 +45,7 @@ both_backends!(
     sigusr1_prints_the_summary_so_far_and_goes_on,
     a_summary_that_cannot_be_written_fails_the_run_in_one_line,
     a_blocked_stdout_does_not_delay_a_stop,
+    a_restart_on_the_same_port_right_after_exit_always_binds,
 );
 
 fn start(backend: &str, args: &[&str]) -> Option<Reflector> {
@@ -280,6 +281,36 @@ fn a_blocked_stdout_does_not_delay_a_stop(backend: &'static str) {
     );
     assert_output_failure(backend, "blocked stdout", status, &err);
     assert!(err.contains("blocked"), "{err:?}");
+}
+
+fn a_restart_on_the_same_port_right_after_exit_always_binds(backend: &'static str) {
+    let Some(r) = start(backend, &["--listen", "127.0.0.1:0"]) else {
+        return;
+    };
+    let addr = r.addr();
+    let listen = addr.to_string();
+    assert_eq!(r.stop().status.code(), Some(0));
+    for run in 0..20 {
+        let mut cmd = serve_command([
+            "--backend",
+            backend,
+            "--json",
+            "--workers",
+            "1",
+            "--listen",
+            &listen,
+        ]);
+        match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
+            Started::Listening(r) => {
+                echo(&client(&r), &[run as u8; 16]);
+                let out = r.stop();
+                assert_eq!(out.status.code(), Some(0), "run {run}: {out:#?}");
+            }
+            Started::Exited(o) => {
+                panic!("run {run}: {addr} could not be bound right after the last exit: {o:#?}")
+            }
+        }
+    }
 }
 
 /// `--stats-interval` below 10 ms would print faster than anyone reads.
