@@ -241,9 +241,11 @@ fn parse_ring_entries(s: &str) -> Result<u16, String> {
 impl ServeArgs {
     /// Checks the flags against this host: the CPUs this process may use.
     pub fn validate(&self, stdout_is_terminal: bool) -> Result<ServeConfig, Error> {
+        let listeners = config::listeners(&self.listen, self.mode.0)?;
+        config::can_answer(&listeners, self.max_datagram as usize, self.rcvbuf)?;
         Ok(ServeConfig {
             cpus: config::worker_cpus(self.cpus.as_ref().map(|c| &c.0[..]), self.workers)?,
-            listeners: config::listeners(&self.listen, self.mode.0)?,
+            listeners,
             backend: self.backend.0,
             batch: self.batch as usize,
             max_datagram: self.max_datagram as usize,

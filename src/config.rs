@@ -63,9 +63,7 @@ impl FromStr for ListenSpec {
             Some((a, o)) => (a, Some(o)),
             None => (s, None),
         };
-        let addr: SocketAddr = addr.parse().map_err(|_| {
-            format!("'{addr}' is not ADDR:PORT (examples: 0.0.0.0:7007, [::1]:7007)")
-        })?;
+        let addr: SocketAddr = parse_scoped(addr)?;
         let mode = match opts {
             None => None,
             Some(o) => {
@@ -77,6 +75,104 @@ impl FromStr for ListenSpec {
         };
         Ok(ListenSpec { addr, mode })
     }
+}
+
+/// `ADDR:PORT`, where an IPv6 address may carry its scope as an interface
+/// name (`[fe80::1%eth0]:7007`) as well as a number (`[fe80::1%2]:7007`).
+fn parse_scoped(addr: &str) -> Result<SocketAddr, String> {
+    let bad = || {
+        format!(
+            "'{addr}' is not ADDR:PORT (examples: 0.0.0.0:7007, [::1]:7007, [fe80::1%eth0]:7007)"
+        )
+    };
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    // [IP%NAME]:PORT with an interface name.
+    let inner = addr.strip_prefix('[').ok_or_else(bad)?;
+    let (host, port) = inner.split_once("]:").ok_or_else(bad)?;
+    let (ip, scope) = host.split_once('%').ok_or_else(bad)?;
+    let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad())?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let index = crate::sys::interface_index(scope).ok_or_else(|| {
+        format!(
+            "'{scope}' in '{addr}' is not a network interface of this host (`ip link` lists them)"
+        )
+    })?;
+    Ok(SocketAddr::V6(std::net::SocketAddrV6::new(
+        ip, port, 0, index,
+    )))
+}
+
+/// The smallest `--max-datagram` with which a mode can answer at all.
+fn min_datagram(mode: Mode) -> usize {
+    match mode {
+        Mode::Echo | Mode::Discard => 1,
+        Mode::Sockperf => crate::reflect::sockperf::HEADER_LEN,
+        Mode::Stamp => crate::reflect::stamp::REFLECTOR_LEN,
+    }
+}
+
+/// Refuses configurations that can never answer, in one line that says why.
+pub fn can_answer(
+    listeners: &[Listener],
+    max_datagram: usize,
+    rcvbuf: Option<u32>,
+) -> Result<(), Error> {
+    if rcvbuf == Some(0) {
+        return Err(Error::Invalid {
+            flag: "--rcvbuf",
+            reason: "0 bytes hold no datagram (leave --rcvbuf out for the system default)".into(),
+        });
+    }
+    for l in listeners {
+        let need = min_datagram(l.mode);
+        if max_datagram < need {
+            return Err(Error::Invalid {
+                flag: "--max-datagram",
+                reason: format!(
+                    "{max_datagram} bytes cannot hold a {} reply (at least {need} bytes), so {} would never answer",
+                    l.mode.name(),
+                    l.addr
+                ),
+            });
+        }
+        match l.addr {
+            SocketAddr::V4(a) if a.ip().is_multicast() => {
+                return Err(Error::Invalid {
+                    flag: "--listen",
+                    reason: format!(
+                        "{a} is a multicast group, which the reflector never joins: nothing would \
+                         arrive (listen on 0.0.0.0:{} or on an address of the interface)",
+                        a.port()
+                    ),
+                })
+            }
+            SocketAddr::V6(a) if a.ip().is_multicast() => {
+                return Err(Error::Invalid {
+                    flag: "--listen",
+                    reason: format!(
+                        "{a} is a multicast group, which the reflector never joins: nothing would \
+                         arrive (listen on [::]:{} or on an address of the interface)",
+                        a.port()
+                    ),
+                })
+            }
+            SocketAddr::V6(a) if a.ip().segments()[0] & 0xffc0 == 0xfe80 && a.scope_id() == 0 => {
+                return Err(Error::Invalid {
+                    flag: "--listen",
+                    reason: format!(
+                        "{a} is link-local, which exists once per interface: name the interface, \
+                         as in [{}%eth0]:{}",
+                        a.ip(),
+                        a.port()
+                    ),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One validated listener.

@@ -16,6 +16,11 @@ pub enum Error {
     AddrNotLocal(SocketAddr),
     /// Binding failed for another reason.
     Bind(SocketAddr, io::Error),
+    /// A port below net.ipv4.ip_unprivileged_port_start, without the
+    /// privilege to bind it.
+    PrivilegedPort { addr: SocketAddr, start: u16 },
+    /// RLIMIT_NOFILE is below what the workers' sockets and rings need.
+    TooFewFiles { need: u64, limit: u64 },
     /// A CPU that does not exist or that this process may not run on.
     Cpu { cpu: usize, allowed: Vec<usize> },
     /// `--backend uring` was asked for and io_uring is refused.
@@ -44,6 +49,22 @@ impl Error {
         match e.raw_os_error() {
             Some(libc::EADDRINUSE) => Error::AddrInUse(addr),
             Some(libc::EADDRNOTAVAIL) => Error::AddrNotLocal(addr),
+            Some(libc::EACCES) => {
+                let start =
+                    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(1024);
+                if addr.port() < start {
+                    Error::PrivilegedPort { addr, start }
+                } else {
+                    Error::Bind(addr, e)
+                }
+            }
+            Some(libc::EMFILE | libc::ENFILE) => Error::TooFewFiles {
+                need: 0,
+                limit: crate::sys::open_files_limit().unwrap_or(0),
+            },
             _ => Error::Bind(addr, e),
         }
     }
@@ -82,6 +103,25 @@ impl fmt::Display for Error {
                 write!(f, "address {a} is not assigned to any local interface")
             }
             Error::Bind(a, e) => write!(f, "cannot bind {a}: {e}"),
+            Error::PrivilegedPort { addr, start } => write!(
+                f,
+                "cannot bind {addr}: ports below {start} need root or the capability \
+                 CAP_NET_BIND_SERVICE; grant it with `sudo setcap cap_net_bind_service=+ep {}` \
+                 (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE), or use a port from {start} up",
+                std::env::current_exe()
+                    .map_or_else(|_| "udp-reflector".into(), |p| p.display().to_string())
+            ),
+            Error::TooFewFiles { need, limit } => {
+                write!(f, "too few file descriptors: the limit (ulimit -n) is {limit}")?;
+                if *need > 0 {
+                    write!(f, " and this configuration needs about {need}")?;
+                }
+                write!(
+                    f,
+                    " (one socket per worker and listener, and a ring per worker); raise it with \
+                     `ulimit -n`, or LimitNOFILE= in a systemd unit"
+                )
+            }
             Error::Cpu { cpu, allowed } => write!(
                 f,
                 "cpu {cpu} does not exist or is not allowed for this process (allowed: {})",

@@ -33,6 +33,13 @@ pub fn choose_backend(choice: BackendChoice) -> Result<Backend, Error> {
             .map_err(Error::UringUnavailable),
         BackendChoice::Auto => match crate::io::uring::probe() {
             Ok(()) => Ok(Backend::Uring),
+            // Not a refusal of io_uring: the fallback would fail the same way.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                Err(Error::TooFewFiles {
+                    need: 0,
+                    limit: crate::sys::open_files_limit().unwrap_or(0),
+                })
+            }
             Err(e) => {
                 eprintln!(
                     "udp-reflector: io_uring unavailable ({e}): {}; using the recvmmsg/sendmmsg backend",
@@ -56,6 +63,13 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         return Err(Error::StdoutClosed);
     }
     signals::block_stop_signals().map_err(|e| Error::io("blocking the stop signals", e))?;
+    // Descriptors at the peak: stdio, the stop eventfd, one socket per
+    // worker and listener, a ring per worker, and a few for the registry
+    // and the metrics server.
+    let need = 3 + 1 + (cfg.cpus.len() * (cfg.listeners.len() + 1)) as u64 + 4;
+    if let Some(limit) = crate::sys::open_files_limit().filter(|&l| l < need) {
+        return Err(Error::TooFewFiles { need, limit });
+    }
     let backend = choose_backend(cfg.backend)?;
 
     // Claim every address first (port 0 becomes a real port, a busy port is

@@ -70,3 +70,21 @@ pub fn stdout_was_closed() -> bool {
         && libc::minor(st.st_rdev) == 3;
     dev_null && flags & libc::O_ACCMODE == libc::O_RDWR
 }
+
+/// The index of the network interface `name` (if_nametoindex), if it exists.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// The soft limit on open file descriptors (RLIMIT_NOFILE).
+pub fn open_files_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid, writable rlimit.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0).then_some(r.rlim_cur as u64)
+}
