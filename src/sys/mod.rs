@@ -86,5 +86,5 @@ pub fn open_files_limit() -> Option<u64> {
         rlim_max: 0,
     };
     // SAFETY: `r` is a valid, writable rlimit.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0).then_some(r.rlim_cur as u64)
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0).then_some(r.rlim_cur)
 }
