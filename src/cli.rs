@@ -40,7 +40,26 @@ pub enum Command {
     Serve(ServeArgs),
     /// Drive any UDP echo server (or, with --stamp, STAMP session-reflector)
     /// and measure rate, loss and round-trip time.
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchCommand),
+}
+
+/// `bench FLAGS` runs the load generator; `bench merge FILE...` merges the
+/// results of several runs.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub tool: Option<BenchTool>,
+    #[command(flatten)]
+    pub run: Option<crate::bench::BenchArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTool {
+    /// Merge `bench --json` results and `bench --hlog` interval logs of
+    /// several runs into one report; its percentiles come from the added
+    /// histograms.
+    Merge(crate::bench::merge::MergeArgs),
 }
 
 #[derive(Debug, Clone, Args)]

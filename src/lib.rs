@@ -21,6 +21,11 @@
 //! `rx_packets == tx_packets + tx_dropped + tx_errors + truncated + no_reply`.
 //! Datagrams the kernel dropped before we saw them are `rxq_overflow`.
 //!
+//! While it runs, the reporting side (runtime.rs's interval lines, and
+//! metrics.rs's `/metrics` thread) reads the published counters, collects
+//! the latency histograms through live.rs (a flag the worker checks after
+//! each flush), and reads the host's own drop counters (hostdrops.rs).
+//!
 //! Only `sys/` and `io/` touch the OS with `unsafe`; everything else is safe code.
 #![deny(unsafe_code)]
 

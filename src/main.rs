@@ -5,7 +5,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use udp_reflector::{
     bench::Verdict,
-    cli::{Cli, Command},
+    cli::{BenchCommand, BenchTool, Cli, Command},
 };
 
 // mimalloc: workers allocate almost nothing on the hot path, but the
@@ -28,7 +28,17 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Bench(args)) => match udp_reflector::bench::run(&args) {
+        Some(Command::Bench(BenchCommand {
+            tool: Some(BenchTool::Merge(m)),
+            ..
+        })) => udp_reflector::bench::merge::run(&m),
+        Some(Command::Bench(BenchCommand { run: None, .. })) => {
+            eprintln!("udp-reflector: bench needs --target HOST:PORT (or: bench merge FILE...)");
+            return ExitCode::from(2);
+        }
+        Some(Command::Bench(BenchCommand {
+            run: Some(args), ..
+        })) => match udp_reflector::bench::run(&args) {
             Ok(Verdict::Pass) => Ok(()),
             Ok(Verdict::Fail(line)) => {
                 // A run past --max-loss / --max-p99: status 1, not a usage error.

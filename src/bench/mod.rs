@@ -56,7 +56,9 @@
 mod gate;
 mod header;
 mod hgrm;
+mod intervals;
 mod latency;
+pub mod merge;
 mod protocol;
 mod report;
 mod socket;
@@ -97,9 +99,11 @@ const RCVBUF: u32 = 4 << 20;
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Echo server to drive (with --stamp: STAMP session-reflector),
-    /// ADDR:PORT (e.g. `127.0.0.1:7007` or `[::1]:7007`).
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub target: SocketAddr,
+    /// HOST:PORT: an address (`127.0.0.1:7007`, `[::1]:7007`) or a host name
+    /// (`reflector-a:7007`), resolved once at start; the address used is
+    /// printed.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_target)]
+    pub target: TargetSpec,
 
     /// Sockets to send from, each with its own source port (so a server's
     /// SO_REUSEPORT group spreads them over its workers).
@@ -192,6 +196,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
 
+    /// Also write one round-trip time histogram per second to FILE, in
+    /// HdrHistogram's interval-log format (nanoseconds), so that runs from
+    /// several hosts can be added exactly (`udp-reflector bench merge`).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+
     /// Speak STAMP (RFC 8762) as an unauthenticated Session-Sender, to any
     /// STAMP Session-Reflector (such as `udp-reflector serve --mode stamp`,
     /// port 862). Each flow is one session, its sequence numbers from 0.
@@ -216,6 +226,54 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MICROS", allow_negative_numbers = true,
           value_parser = gate::parse_micros)]
     pub max_p99: Option<f64>,
+}
+
+/// `--target` as given: an address, or a host name and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    Addr(SocketAddr),
+    Name(String, u16),
+}
+
+fn parse_target(s: &str) -> Result<TargetSpec, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(TargetSpec::Addr(a));
+    }
+    let bad = || {
+        format!("'{s}' is not HOST:PORT (examples: 127.0.0.1:7007, [::1]:7007, reflector-a:7007)")
+    };
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || host.contains(':') || host.contains('[') {
+        return Err(bad());
+    }
+    Ok(TargetSpec::Name(host.to_string(), port))
+}
+
+impl TargetSpec {
+    fn port(&self) -> u16 {
+        match self {
+            TargetSpec::Addr(a) => a.port(),
+            TargetSpec::Name(_, p) => *p,
+        }
+    }
+
+    /// The address to send to: a name is resolved once, its first address used.
+    fn resolve(&self) -> Result<(SocketAddr, Option<String>), String> {
+        match self {
+            TargetSpec::Addr(a) => Ok((*a, None)),
+            TargetSpec::Name(host, port) => {
+                use std::net::ToSocketAddrs;
+                let mut addrs = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("cannot resolve '{host}': {e}"))?;
+                let a = addrs
+                    .next()
+                    .ok_or_else(|| format!("'{host}' resolves to no address"))?;
+                Ok((a, Some(host.clone())))
+            }
+        }
+    }
 }
 
 /// The number and the upper bound; the lower bound depends on --stamp and
@@ -277,6 +335,8 @@ pub enum Load {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub target: SocketAddr,
+    /// The host name `--target` gave, when it was one.
+    pub target_name: Option<String>,
     pub flows: usize,
     /// Bytes per datagram.
     pub size: usize,
@@ -294,6 +354,7 @@ pub struct Config {
     pub json: bool,
     pub live: bool,
     pub hgrm: Option<PathBuf>,
+    pub hlog: Option<PathBuf>,
     /// log2 of each tracker's ring.
     pub tracker_log2: u32,
     /// Random per run, in every header.
@@ -317,11 +378,15 @@ impl BenchArgs {
                 reason: "port 0 cannot be sent to".into(),
             });
         }
+        let (target, target_name) = self.target.resolve().map_err(|reason| Error::Invalid {
+            flag: "--target",
+            reason,
+        })?;
         let size = check_size(self.size, self.stamp).map_err(|reason| Error::Invalid {
             flag: "--size",
             reason,
         })?;
-        if self.target.is_ipv4() && size > MAX_PAYLOAD_V4 {
+        if target.is_ipv4() && size > MAX_PAYLOAD_V4 {
             return Err(Error::Invalid {
                 flag: "--size",
                 reason: format!(
@@ -370,7 +435,8 @@ impl BenchArgs {
             Load::Rate(_) => max_log2,
         };
         Ok(Config {
-            target: self.target,
+            target,
+            target_name,
             flows,
             size,
             duration: self.duration,
@@ -384,6 +450,7 @@ impl BenchArgs {
             json: self.json,
             live: stdout_is_terminal && !self.json,
             hgrm: self.hgrm.clone(),
+            hlog: self.hlog.clone(),
             tracker_log2,
             run: run_id(),
             stamp: self.stamp,
@@ -471,9 +538,21 @@ pub enum Verdict {
 /// limits.
 pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
     let cfg = args.validate(std::io::stdout().is_terminal())?;
+    if let Some(name) = &cfg.target_name {
+        eprintln!(
+            "bench: {name} resolved to {}; sending there",
+            cfg.target.ip()
+        );
+    }
     let hgrm = match &cfg.hgrm {
         Some(path) => Some(
             std::fs::File::create(path).map_err(|e| Error::io("creating the --hgrm file", e))?,
+        ),
+        None => None,
+    };
+    let hlog = match &cfg.hlog {
+        Some(path) => Some(
+            std::fs::File::create(path).map_err(|e| Error::io("creating the --hlog file", e))?,
         ),
         None => None,
     };
@@ -522,9 +601,20 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
         })
         .collect::<Vec<_>>();
     let shared = Arc::new(Shared::new(cfg.flows));
+    let about = format!(
+        "--target {} --flows {} --size {}",
+        cfg.target, cfg.flows, cfg.size
+    );
+    let mut intervals = intervals::Intervals::new(
+        latency::new_histogram(cfg.rtt_high_ns()),
+        hlog,
+        std::time::SystemTime::now(),
+        &about,
+    )
+    .map_err(|e| Error::io("writing the --hlog file", e))?;
     let threads = threads::start(&cfg, flows, &shared)
         .map_err(|e| Error::io("starting a bench thread", e))?;
-    let stopped_at = supervise(&cfg, &threads, &shared);
+    let (stopped_at, hlog_error) = supervise(&cfg, &threads, &shared, &mut intervals);
     let lives = threads.lives.clone();
     let totals = threads.join();
     let mut latency = latency::Latency::new(&cfg);
@@ -535,6 +625,19 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
         .iter()
         .map(|s| u64::from(s.drops().unwrap_or(0)))
         .sum();
+    let (m, w) = (
+        &totals.counts[Phase::Measured as usize],
+        &totals.counts[Phase::Warmup as usize],
+    );
+    let end = intervals::Counts {
+        sent: m.sent + w.sent,
+        received: m.received + w.received,
+        lost: m.lost + w.lost,
+    };
+    let last = intervals.sample(shared.epoch.elapsed(), end, &latency.rtt);
+    if let Some(e) = hlog_error.map(Err).unwrap_or(last).err() {
+        return Err(Error::io("writing the --hlog file", e));
+    }
     let measured = match stopped_at {
         Some(at) => at.saturating_sub(cfg.warmup).min(cfg.duration),
         None => cfg.duration,
@@ -547,6 +650,7 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
         local_drops,
         gso: cfg.gso_segments.is_some() && !shared.gso_refused(),
         interrupted: stopped_at.is_some(),
+        intervals: &intervals.items,
     };
     if cfg.json {
         println!("{}", r.json());
@@ -567,9 +671,16 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
 
 /// Waits for the threads, printing a live line each second if asked, and
 /// turns SIGINT/SIGTERM into "stop sending" (first) and "stop now" (second).
-/// Returns when sending was stopped early, as time since the epoch.
-fn supervise(cfg: &Config, threads: &Threads, shared: &Shared) -> Option<Duration> {
+/// Closes an interval each second. Returns when sending was stopped early,
+/// as time since the epoch, and the first error writing `--hlog`.
+fn supervise(
+    cfg: &Config,
+    threads: &Threads,
+    shared: &Shared,
+    intervals: &mut intervals::Intervals,
+) -> (Option<Duration>, Option<std::io::Error>) {
     let mut stopped_at = None;
+    let mut hlog_error = None;
     let mut line = report::LiveLine::new();
     let mut next_line = Instant::now() + Duration::from_secs(1);
     while !threads.finished() {
@@ -592,12 +703,16 @@ fn supervise(cfg: &Config, threads: &Threads, shared: &Shared) -> Option<Duratio
         }
         if Instant::now() >= next_line {
             next_line += Duration::from_secs(1);
+            let (counts, rtt) = threads.snapshot(cfg);
+            if let Err(e) = intervals.sample(shared.epoch.elapsed(), counts, &rtt) {
+                hlog_error.get_or_insert(e);
+            }
             if cfg.live {
                 eprintln!("{}", line.next(cfg, threads, shared));
             }
         }
     }
-    stopped_at
+    (stopped_at, hlog_error)
 }
 
 /// Parses bench flags as given after `--target 127.0.0.1:7` (unit tests).

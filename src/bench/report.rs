@@ -48,7 +48,13 @@ pub struct Report<'a> {
     /// GSO was in effect for the whole run.
     pub gso: bool,
     pub interrupted: bool,
+    /// One object per second of the run (see `intervals.rs`).
+    pub intervals: &'a [Value],
 }
+
+/// Version of the JSON report's layout: bumped when a key changes meaning
+/// or goes away (new keys do not bump it).
+pub const SCHEMA: u32 = 1;
 
 fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
@@ -56,7 +62,7 @@ fn us(ns: u64) -> f64 {
 
 /// A distribution as JSON, microseconds: count, min, mean, stdev, the
 /// [`QUANTILES`], max (null when empty), and `negative` if given.
-fn distribution(h: &Histogram<u64>, negative: Option<u64>) -> Value {
+pub(crate) fn distribution(h: &Histogram<u64>, negative: Option<u64>) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("count".into(), json!(h.len()));
     let empty = h.is_empty();
@@ -116,7 +122,7 @@ impl Report<'_> {
             Load::Rate(r) => ("open", json!(r), Value::Null),
             Load::Window(n) => ("closed", Value::Null, json!(n)),
         };
-        json!({
+        let mut v = json!({
             "target": self.cfg.target.to_string(),
             "protocol": if self.cfg.stamp { "stamp" } else { "echo" },
             "flows": self.cfg.flows,
@@ -158,7 +164,11 @@ impl Report<'_> {
             "forward_us": signed(stamp.map(|s| &s.forward)),
             "reverse_us": signed(stamp.map(|s| &s.reverse)),
             "residence_us": signed(stamp.map(|s| &s.residence)),
-        })
+        });
+        v["schema"] = json!(SCHEMA);
+        v["target_name"] = json!(self.cfg.target_name);
+        v["intervals"] = Value::Array(self.intervals.to_vec());
+        v
     }
 
     /// The report for people.
@@ -410,6 +420,7 @@ mod tests {
             local_drops: 0,
             gso: false,
             interrupted: false,
+            intervals: &[],
         };
         let j = r.json();
         for k in [
@@ -448,6 +459,23 @@ mod tests {
             assert!(j[k].is_null(), "{k} is STAMP's: {j}");
         }
         assert!(j["rtt_us"].get("negative").is_none());
+        assert_eq!(j["schema"], SCHEMA);
+        assert!(j["intervals"].as_array().is_some_and(Vec::is_empty));
+        assert!(j["target_name"].is_null(), "an address was given: {j}");
+        // README.md documents every key (its bench JSON table names each in backticks).
+        let readme = include_str!("../../README.md");
+        let keys = j.as_object().unwrap().keys().cloned();
+        let rtt_keys = j["rtt_us"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| format!("rtt_us.{k}"));
+        for k in keys.chain(rtt_keys) {
+            assert!(
+                readme.contains(&format!("`{k}`")),
+                "README.md does not document `{k}`"
+            );
+        }
         let text = r.text();
         assert!(text.contains("p99.99"), "{text}");
         assert!(text.contains("(0.5000%)"), "{text}");
@@ -483,6 +511,7 @@ mod tests {
             local_drops: 0,
             gso: false,
             interrupted: false,
+            intervals: &[],
         };
         let j = r.json();
         assert_eq!(
@@ -524,6 +553,7 @@ mod tests {
             local_drops: 0,
             gso: false,
             interrupted: true,
+            intervals: &[],
         };
         let j = r.json();
         assert!(j["rtt_us"]["p99"].is_null());

@@ -28,6 +28,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hdrhistogram::Histogram;
+
 use super::{
     header::{Phase, Reject},
     latency::Latency,
@@ -181,6 +183,21 @@ pub struct Threads {
 impl Threads {
     pub fn finished(&self) -> bool {
         self.handles.iter().all(|h| h.is_finished())
+    }
+
+    /// What every thread counted so far (all phases), and the round-trip
+    /// times recorded so far, added over threads.
+    pub fn snapshot(&self, cfg: &Config) -> (super::intervals::Counts, Histogram<u64>) {
+        let mut c = super::intervals::Counts::default();
+        let mut rtt = super::latency::new_histogram(cfg.rtt_high_ns());
+        for live in &self.lives {
+            c.sent += live.sent.load(Relaxed);
+            c.received += live.received.load(Relaxed);
+            c.lost += live.lost.load(Relaxed);
+            let l = live.latency.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = rtt.add(&l.rtt);
+        }
+        (c, rtt)
     }
 
     /// Waits for every thread; a thread's panic is re-raised here.
