@@ -57,22 +57,7 @@ pub const BUCKETS_NS: [u64; 19] = [
 
 /// `# HELP` text of each summary counter (the `no_reply_*` reasons share one).
 fn help(counter: &str) -> &'static str {
-    match counter {
-        "rx_packets" => "Datagrams received by the reflector's sockets.",
-        "rx_bytes" => "Payload bytes received (full wire length, truncated ones included).",
-        "tx_packets" => "Replies sent.",
-        "tx_bytes" => "Payload bytes sent in replies.",
-        "rxq_overflow" => {
-            "Datagrams the kernel dropped because a reflector socket's receive queue was full (SO_RXQ_OVFL)."
-        }
-        "ring_stalls" => {
-            "Times the provided-buffer ring ran dry; datagrams waited in the socket queue (not a loss)."
-        }
-        "tx_dropped" => "Replies the kernel refused with EAGAIN or ENOBUFS (send queue full).",
-        "tx_errors" => "Replies the kernel refused with any other error.",
-        "truncated" => "Datagrams larger than --max-datagram: counted, never answered.",
-        _ => "A reflector counter; see README.md, section Counters.",
-    }
+    Counters::help(counter).unwrap_or("A reflector counter; see README.md, section Counters.")
 }
 
 fn host_help(name: &str) -> String {

@@ -96,100 +96,75 @@ impl std::str::FromStr for Mode {
     }
 }
 
-/// Why a datagram received no reply. Each reason has its own counter,
-/// `no_reply_<name>`. The discriminant is the counter's index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoReply {
+/// Declares the reasons once: each one's variant, its counter name
+/// (`no_reply_<name>`) and its doc. The enum, [`NoReply::ALL`],
+/// [`NoReply::COUNT`] and [`NoReply::counter_name`] come from this list.
+macro_rules! reasons {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, )*) => {
+        /// Why a datagram received no reply. Each reason has its own counter,
+        /// `no_reply_<name>`. The discriminant is the counter's index.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum NoReply {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl NoReply {
+            pub const COUNT: usize = [$( stringify!($variant), )*].len();
+            /// Every reason, in discriminant (counter index) order.
+            pub const ALL: [NoReply; Self::COUNT] = [$( NoReply::$variant, )*];
+
+            /// The counter name, as printed and in JSON.
+            pub fn counter_name(self) -> &'static str {
+                match self {
+                    $( NoReply::$variant => concat!("no_reply_", $name), )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
     /// Discard mode: consumed as asked.
-    Discarded,
+    Discarded => "discarded",
     /// Shorter than the mode's header (sockperf: 14 bytes, STAMP: 14 bytes).
-    TooShort,
+    TooShort => "too_short",
     /// sockperf: the header's length field differs from the datagram's size.
-    LengthMismatch,
+    LengthMismatch => "length_mismatch",
     /// sockperf: a frame without the CLIENT flag (not from a client).
-    NotClient,
+    NotClient => "not_client",
     /// sockperf: a warm-up frame, never answered.
-    Warmup,
+    Warmup => "warmup",
     /// sockperf: the client did not ask for a reply (PONG flag clear).
-    NoPong,
+    NoPong => "no_pong",
     /// STAMP: the receive buffer cannot hold the 44-byte reply that a shorter
     /// request is padded to.
-    NoRoom,
+    NoRoom => "no_room",
     /// Policy: the source address is 0.0.0.0 or :: (a reply would go to
     /// this host itself), or unreadable.
-    SourceUnspecified,
+    SourceUnspecified => "source_unspecified",
     /// Policy: the source address is a multicast group.
-    SourceMulticast,
+    SourceMulticast => "source_multicast",
     /// Policy: the source address is 255.255.255.255.
-    SourceBroadcast,
+    SourceBroadcast => "source_broadcast",
     /// Policy: the source port is 0.
-    SourcePortZero,
+    SourcePortZero => "source_port_zero",
     /// Policy: the source port is a reflector's (ours, or one of another
     /// reflector of this host): answering could start a loop.
-    SourceReflectorPort,
+    SourceReflectorPort => "source_reflector_port",
     /// Policy: the source port is a well-known reflecting service's.
-    SourceServicePort,
+    SourceServicePort => "source_service_port",
     /// Policy: sent to a broadcast address (no `--answer-broadcast`).
-    ToBroadcast,
+    ToBroadcast => "to_broadcast",
     /// Policy: sent to a multicast group (no `--answer-broadcast`).
-    ToMulticast,
+    ToMulticast => "to_multicast",
     /// Policy: the source is outside every `--allow` network.
-    NotAllowed,
+    NotAllowed => "not_allowed",
     /// Policy: the source exceeded `--max-pps-per-source`.
-    RateLimited,
+    RateLimited => "rate_limited",
     /// The kernel cut the datagram's control data (MSG_CTRUNC): its
     /// destination address may be lost, and a reply could leave from the
     /// wrong one.
-    ControlTruncated,
-}
-
-impl NoReply {
-    pub const COUNT: usize = 18;
-    /// Every reason, in discriminant (counter index) order.
-    pub const ALL: [NoReply; Self::COUNT] = [
-        NoReply::Discarded,
-        NoReply::TooShort,
-        NoReply::LengthMismatch,
-        NoReply::NotClient,
-        NoReply::Warmup,
-        NoReply::NoPong,
-        NoReply::NoRoom,
-        NoReply::SourceUnspecified,
-        NoReply::SourceMulticast,
-        NoReply::SourceBroadcast,
-        NoReply::SourcePortZero,
-        NoReply::SourceReflectorPort,
-        NoReply::SourceServicePort,
-        NoReply::ToBroadcast,
-        NoReply::ToMulticast,
-        NoReply::NotAllowed,
-        NoReply::RateLimited,
-        NoReply::ControlTruncated,
-    ];
-
-    /// The counter name, as printed and in JSON.
-    pub fn counter_name(self) -> &'static str {
-        match self {
-            NoReply::Discarded => "no_reply_discarded",
-            NoReply::TooShort => "no_reply_too_short",
-            NoReply::LengthMismatch => "no_reply_length_mismatch",
-            NoReply::NotClient => "no_reply_not_client",
-            NoReply::Warmup => "no_reply_warmup",
-            NoReply::NoPong => "no_reply_no_pong",
-            NoReply::NoRoom => "no_reply_no_room",
-            NoReply::SourceUnspecified => "no_reply_source_unspecified",
-            NoReply::SourceMulticast => "no_reply_source_multicast",
-            NoReply::SourceBroadcast => "no_reply_source_broadcast",
-            NoReply::SourcePortZero => "no_reply_source_port_zero",
-            NoReply::SourceReflectorPort => "no_reply_source_reflector_port",
-            NoReply::SourceServicePort => "no_reply_source_service_port",
-            NoReply::ToBroadcast => "no_reply_to_broadcast",
-            NoReply::ToMulticast => "no_reply_to_multicast",
-            NoReply::NotAllowed => "no_reply_not_allowed",
-            NoReply::RateLimited => "no_reply_rate_limited",
-            NoReply::ControlTruncated => "no_reply_ctrunc",
-        }
-    }
+    ControlTruncated => "ctrunc",
 }
 
 /// What the kernel told us about a datagram, beyond its bytes.

@@ -11,83 +11,112 @@ use hdrhistogram::Histogram;
 
 use crate::reflect::NoReply;
 
-/// Every counter a worker keeps. See README.md for what each means.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    /// Datagrams the kernel dropped because the socket queue was full.
-    pub rxq_overflow: u64,
-    /// Times the provided buffer ring ran dry (not a loss).
-    pub ring_stalls: u64,
-    /// Replies refused by the kernel with EAGAIN/ENOBUFS.
-    pub tx_dropped: u64,
-    /// Replies refused with any other errno.
-    pub tx_errors: u64,
-    /// Datagrams larger than the buffer: counted, never echoed cut.
-    pub truncated: u64,
-    /// Datagrams deliberately not answered, by reason.
-    pub no_reply: [u64; NoReply::COUNT],
+/// Declares the plain counters once: each one's name (the field, as printed,
+/// in JSON and in metrics), its help line, and its part in the accounting
+/// identity (`Received`: counts datagrams in; `Outcome`: one of the ends a
+/// received datagram meets; `Other`). The struct, the names, the array
+/// order, the help and [`Counters::outcomes`] all come from this list; the
+/// `no_reply_*` counters follow, one per [`NoReply`] reason.
+macro_rules! counters {
+    ($( #[doc = $help:literal] $name:ident: $role:ident, )*) => {
+        /// Every counter a worker keeps. See README.md for what each means.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $( #[doc = $help] pub $name: u64, )*
+            /// Datagrams deliberately not answered, by reason.
+            pub no_reply: [u64; NoReply::COUNT],
+        }
+
+        /// The plain counters, in [`Counters::to_array`] order.
+        pub const PLAIN: &[Counter] = &[
+            $( Counter { name: stringify!($name), help: $help, role: Role::$role }, )*
+        ];
+
+        impl Counters {
+            pub fn to_array(&self) -> [u64; COUNTER_SLOTS] {
+                let mut a = [0; COUNTER_SLOTS];
+                a[..PLAIN.len()].copy_from_slice(&[$( self.$name, )*]);
+                a[PLAIN.len()..].copy_from_slice(&self.no_reply);
+                a
+            }
+
+            pub fn from_array(a: [u64; COUNTER_SLOTS]) -> Self {
+                let mut plain = a.into_iter();
+                let mut c = Counters::default();
+                $( c.$name = plain.next().unwrap_or(0); )*
+                for (slot, v) in c.no_reply.iter_mut().zip(plain) {
+                    *slot = v;
+                }
+                c
+            }
+
+            /// Every received datagram ends in exactly one outcome: the sum
+            /// of the `Outcome` counters and every no_reply reason.
+            pub fn outcomes(&self) -> u64 {
+                let mut sum = self.no_reply_total();
+                $( if matches!(Role::$role, Role::Outcome) { sum += self.$name; } )*
+                sum
+            }
+        }
+    };
+}
+
+/// What a counter counts in the accounting identity
+/// `rx_packets == tx_packets + tx_dropped + tx_errors + truncated + no_reply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Datagrams in (the left side).
+    Received,
+    /// One of the ends a received datagram meets (the right side).
+    Outcome,
+    /// Outside the identity (bytes, kernel drops before us, stalls).
+    Other,
+}
+
+/// One plain counter's description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub role: Role,
+}
+
+counters! {
+    /// Datagrams received by the reflector's sockets.
+    rx_packets: Received,
+    /// Payload bytes received (full wire length, truncated ones included).
+    rx_bytes: Other,
+    /// Replies sent.
+    tx_packets: Outcome,
+    /// Payload bytes sent in replies.
+    tx_bytes: Other,
+    /// Datagrams the kernel dropped because a reflector socket's receive queue was full (SO_RXQ_OVFL).
+    rxq_overflow: Other,
+    /// Times the provided-buffer ring ran dry; datagrams waited in the socket queue (not a loss).
+    ring_stalls: Other,
+    /// Replies the kernel refused with EAGAIN or ENOBUFS (send queue full).
+    tx_dropped: Outcome,
+    /// Replies the kernel refused with any other error.
+    tx_errors: Outcome,
+    /// Datagrams larger than --max-datagram: counted, never answered.
+    truncated: Outcome,
 }
 
 /// Number of u64 slots in [`Counters`], in [`Counters::to_array`] order.
-pub const COUNTER_SLOTS: usize = 9 + NoReply::COUNT;
+pub const COUNTER_SLOTS: usize = PLAIN.len() + NoReply::COUNT;
 
 impl Counters {
     /// Names in the order of [`Counters::to_array`].
     pub fn names() -> [&'static str; COUNTER_SLOTS] {
-        let mut n = [""; COUNTER_SLOTS];
-        n[..9].copy_from_slice(&[
-            "rx_packets",
-            "rx_bytes",
-            "tx_packets",
-            "tx_bytes",
-            "rxq_overflow",
-            "ring_stalls",
-            "tx_dropped",
-            "tx_errors",
-            "truncated",
-        ]);
-        for (i, r) in NoReply::ALL.iter().enumerate() {
-            n[9 + i] = r.counter_name();
-        }
-        n
+        std::array::from_fn(|i| match PLAIN.get(i) {
+            Some(c) => c.name,
+            None => NoReply::ALL[i - PLAIN.len()].counter_name(),
+        })
     }
 
-    pub fn to_array(&self) -> [u64; COUNTER_SLOTS] {
-        let mut a = [0; COUNTER_SLOTS];
-        a[..9].copy_from_slice(&[
-            self.rx_packets,
-            self.rx_bytes,
-            self.tx_packets,
-            self.tx_bytes,
-            self.rxq_overflow,
-            self.ring_stalls,
-            self.tx_dropped,
-            self.tx_errors,
-            self.truncated,
-        ]);
-        a[9..].copy_from_slice(&self.no_reply);
-        a
-    }
-
-    pub fn from_array(a: [u64; COUNTER_SLOTS]) -> Self {
-        let mut no_reply = [0; NoReply::COUNT];
-        no_reply.copy_from_slice(&a[9..]);
-        Counters {
-            rx_packets: a[0],
-            rx_bytes: a[1],
-            tx_packets: a[2],
-            tx_bytes: a[3],
-            rxq_overflow: a[4],
-            ring_stalls: a[5],
-            tx_dropped: a[6],
-            tx_errors: a[7],
-            truncated: a[8],
-            no_reply,
-        }
+    /// The help line of counter `name` (metrics), if it is a plain one.
+    pub fn help(name: &str) -> Option<&'static str> {
+        PLAIN.iter().find(|c| c.name == name).map(|c| c.help)
     }
 
     /// Datagrams received but deliberately not answered, all reasons.
@@ -98,11 +127,6 @@ impl Counters {
     #[inline]
     pub fn count_no_reply(&mut self, reason: NoReply) {
         self.no_reply[reason as usize] += 1;
-    }
-
-    /// Every received datagram ends in exactly one outcome.
-    pub fn outcomes(&self) -> u64 {
-        self.tx_packets + self.tx_dropped + self.tx_errors + self.truncated + self.no_reply_total()
     }
 
     pub fn add(&mut self, other: &Counters) {
@@ -212,7 +236,7 @@ mod tests {
         assert_eq!(later.since(&c).rx_packets, 3);
         assert_eq!(later.since(&c).no_reply[NoReply::Warmup as usize], 0);
         assert_eq!(
-            Counters::names()[9 + NoReply::Warmup as usize],
+            Counters::names()[PLAIN.len() + NoReply::Warmup as usize],
             "no_reply_warmup"
         );
     }
