@@ -39,7 +39,9 @@ pub enum Need {
     /// Root and iproute2: private network namespaces, raw sockets there.
     Netns,
     /// The real clients the tests drive: sockperf, tshark (with its
-    /// TWAMP-Test dissector), tcpdump, prometheus and promtool, python3.
+    /// TWAMP-Test dissector), tcpdump, prometheus and promtool, python3;
+    /// and the deploy tools: systemd with systemd-nspawn, nsenter, unshare,
+    /// sysctl, runc, setcap.
     Tools,
     /// IPv6 loopback (::1).
     Ipv6,
