@@ -525,3 +525,521 @@ fn sysctl_p_applies_the_main_file_in_a_private_network_namespace() {
     let want: Vec<&str> = settings.iter().map(|(_, v)| v.as_str()).collect();
     assert_eq!(values, want, "{out}");
 }
+
+// ---------------------------------------------------------------------------
+// Docker: the seccomp profile under runc, with Docker's settings
+
+/// Docker's default capabilities (moby daemon/pkg/oci/caps/defaults.go).
+const DOCKER_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn docker_seccomp_profile_is_the_upstream_default_plus_exactly_io_uring() {
+    if !have("python3") {
+        skip(Need::Tools, "python3 is not installed");
+        return;
+    }
+    let dir = TempDir::new("seccomp-gen");
+    let out = dir.0.join("profile.json");
+    let o = Command::new("python3")
+        .arg(repo("deploy/docker/make-seccomp-profile.py"))
+        .arg(repo("deploy/docker/seccomp-default.upstream.json"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        fs::read_to_string(repo("deploy/docker/seccomp-io-uring.json")).unwrap(),
+        "the shipped profile is not the script's output: run deploy/docker/make-seccomp-profile.py"
+    );
+    let upstream = json_file(&repo("deploy/docker/seccomp-default.upstream.json"));
+    let mut ours = json_file(&out);
+    assert_eq!(upstream["defaultAction"], "SCMP_ACT_ERRNO");
+    // Take our one rule out: what is left is the upstream profile, unchanged.
+    let rules = ours["syscalls"].as_array_mut().unwrap();
+    let added: Vec<serde_json::Value> = rules
+        .iter()
+        .filter(|r| {
+            r["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n.as_str().unwrap().starts_with("io_uring"))
+        })
+        .cloned()
+        .collect();
+    rules.retain(|r| !added.contains(r));
+    assert_eq!(ours, upstream);
+    assert_eq!(added.len(), 1);
+    assert_eq!(
+        added[0]["names"],
+        serde_json::json!(["io_uring_enter", "io_uring_register", "io_uring_setup"])
+    );
+    assert_eq!(added[0]["action"], "SCMP_ACT_ALLOW");
+    assert!(added[0].get("args").is_none() && added[0].get("includes").is_none());
+}
+
+/// Docker's seccomp profile turned into the OCI runtime's form, the way
+/// Docker does it for a container (moby profiles/seccomp: a rule applies
+/// if its arches, capabilities and minimum kernel match).
+fn oci_seccomp(docker: &serde_json::Value, caps: &[&str]) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let (scmp, go) = if cfg!(target_arch = "x86_64") {
+        ("SCMP_ARCH_X86_64", "amd64")
+    } else if cfg!(target_arch = "aarch64") {
+        ("SCMP_ARCH_AARCH64", "arm64")
+    } else {
+        ("SCMP_ARCH_RISCV64", "riscv64")
+    };
+    let mut arches = vec![json!(scmp)];
+    for m in docker["archMap"].as_array().unwrap() {
+        if m["architecture"] == scmp {
+            arches.extend(m["subArchitectures"].as_array().unwrap().iter().cloned());
+        }
+    }
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let kernel = kernel_version();
+    let mut syscalls = Vec::new();
+    for r in docker["syscalls"].as_array().unwrap() {
+        let (inc, exc) = (&r["includes"], &r["excludes"]);
+        let inc_arches = strs(&inc["arches"]);
+        if !inc_arches.is_empty() && !inc_arches.iter().any(|a| a == go) {
+            continue;
+        }
+        if strs(&exc["arches"]).iter().any(|a| a == go) {
+            continue;
+        }
+        if !strs(&inc["caps"])
+            .iter()
+            .all(|c| caps.contains(&c.as_str()))
+        {
+            continue;
+        }
+        if strs(&exc["caps"])
+            .iter()
+            .any(|c| caps.contains(&c.as_str()))
+        {
+            continue;
+        }
+        if let Some(k) = inc["minKernel"].as_str() {
+            let mut it = k.split('.').map(|p| p.parse::<u32>().unwrap());
+            if kernel < (it.next().unwrap(), it.next().unwrap_or(0)) {
+                continue;
+            }
+        }
+        let mut o = json!({"names": r["names"], "action": r["action"]});
+        if let Some(e) = r.get("errnoRet") {
+            o["errnoRet"] = e.clone();
+        }
+        if let Some(a) = r.get("args").filter(|a| !a.is_null()) {
+            o["args"] = a.clone();
+        }
+        syscalls.push(o);
+    }
+    json!({
+        "defaultAction": docker["defaultAction"],
+        "defaultErrnoRet": docker["defaultErrnoRet"],
+        "architectures": arches,
+        "syscalls": syscalls,
+    })
+}
+
+/// Copies `file` into `rootfs` at the same path.
+fn copy_into(rootfs: &Path, file: &Path) {
+    let to = rootfs.join(file.strip_prefix("/").unwrap());
+    fs::create_dir_all(to.parent().unwrap()).unwrap();
+    fs::copy(file, &to).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+}
+
+/// An OCI bundle as Docker would run the image: the binary (with its shared
+/// libraries) carrying the file capability the Dockerfile gives it, user
+/// 65534, Docker's default capabilities, a read-only root, the network
+/// namespace `netns`, and `seccomp` (a Docker-format profile).
+fn oci_bundle(dir: &Path, netns: &str, seccomp: &serde_json::Value, file_cap: bool, args: &[&str]) {
+    let rootfs = dir.join("rootfs");
+    if !rootfs.exists() {
+        for d in ["proc", "dev", "sys", "tmp", "usr/local/bin"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let ldd = Command::new("ldd").arg(common::BIN).output().unwrap();
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            copy_into(&rootfs, Path::new(lib));
+        }
+        let bin = rootfs.join("usr/local/bin/udp-reflector");
+        fs::copy(common::BIN, &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let bin = rootfs.join("usr/local/bin/udp-reflector");
+    let cap = if file_cap {
+        "cap_net_bind_service=+ep"
+    } else {
+        "-r"
+    };
+    let o = Command::new("setcap").arg(cap).arg(&bin).output().unwrap();
+    assert!(o.status.success() || !file_cap, "setcap: {}", text(&o));
+    let mut argv = vec!["/usr/local/bin/udp-reflector"];
+    argv.extend(args);
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 65534, "gid": 65534},
+            "args": argv,
+            "env": ["PATH=/usr/local/bin"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": DOCKER_CAPS, "effective": DOCKER_CAPS, "permitted": DOCKER_CAPS,
+            },
+            "noNewPrivileges": false,
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "udp-reflector",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]},
+        ],
+        "linux": {
+            "namespaces": [
+                {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                {"type": "network", "path": format!("/run/netns/{netns}")},
+            ],
+            "seccomp": oci_seccomp(seccomp, &DOCKER_CAPS),
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    });
+    fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
+/// `runc run` of the bundle, its stdio ours.
+fn runc_command(state: &Path, bundle: &Path, id: &str) -> Command {
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root")
+        .arg(state)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+#[test]
+fn docker_image_under_runc_uses_uring_with_our_profile_and_falls_back_under_the_default() {
+    if !prerequisites(&["runc", "setcap", "ldd", "ip"]) {
+        return;
+    }
+    if !host_has_uring() {
+        skip(Need::Uring, "io_uring is refused on this host");
+        return;
+    }
+    let ns = common::NetNs::create("runc").expect("a network namespace");
+    let dir = TempDir::new("runc");
+    let (state, bundle) = (dir.0.join("state"), dir.0.join("bundle"));
+    fs::create_dir_all(&bundle).unwrap();
+    let args = [
+        "serve",
+        "--json",
+        "--workers",
+        "1",
+        "--listen",
+        "0.0.0.0:7",
+        "--listen",
+        "0.0.0.0:862,mode=stamp",
+    ];
+    for (profile, backend) in [
+        ("deploy/docker/seccomp-io-uring.json", "uring"),
+        ("deploy/docker/seccomp-default.upstream.json", "mmsg"),
+    ] {
+        oci_bundle(&bundle, &ns.name, &json_file(&repo(profile)), true, &args);
+        let id = format!("urt-{}-{backend}", std::process::id());
+        let mut cmd = runc_command(&state, &bundle, &id);
+        let r = match common::Reflector::start(&mut cmd).unwrap() {
+            common::Started::Listening(r) => r,
+            common::Started::Exited(o) => panic!("under {profile}: {o:#?}"),
+        };
+        assert_eq!(r.listening["backend"], backend, "under {profile}");
+        let (echo, stamp) = std::thread::scope(|s| {
+            s.spawn(|| {
+                ns.enter_current_thread().unwrap();
+                (
+                    ask("127.0.0.1:7", b"in a container"),
+                    ask("127.0.0.1:862", &stamp_packet()),
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(echo, b"in a container");
+        assert_eq!(stamp.len(), 44);
+        // `docker stop` sends SIGTERM; runc forwards it.
+        let out = r.stop();
+        assert_eq!(out.status.code(), Some(0), "under {profile}: {out:#?}");
+        assert_eq!(
+            common::counter(&out.expect_summary()["total"], "tx_packets"),
+            2
+        );
+        let refusals = out
+            .stderr
+            .matches("io_uring unavailable (Operation not permitted")
+            .count();
+        assert_eq!(refusals, usize::from(backend == "mmsg"), "{}", out.stderr);
+    }
+
+    // Without the file capability, a non-root user cannot bind port 7 even
+    // with CAP_NET_BIND_SERVICE in Docker's set: no ambient capabilities.
+    oci_bundle(
+        &bundle,
+        &ns.name,
+        &json_file(&repo("deploy/docker/seccomp-io-uring.json")),
+        false,
+        &args,
+    );
+    let id = format!("urt-{}-nocap", std::process::id());
+    let out = common::run_to_exit(
+        &mut runc_command(&state, &bundle, &id),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert!(out.stderr.contains("0.0.0.0:7"), "{}", out.stderr);
+}
+
+/// The Dockerfile's instructions, continuation lines joined: (INSTRUCTION, rest).
+fn dockerfile() -> Vec<(String, String)> {
+    let raw = fs::read_to_string(repo("deploy/docker/Dockerfile")).unwrap();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut cont = false;
+    for line in raw.lines() {
+        let l = line.trim();
+        if l.starts_with('#') || l.is_empty() {
+            continue;
+        }
+        let (body, more) = match l.strip_suffix('\\') {
+            Some(b) => (b.trim(), true),
+            None => (l, false),
+        };
+        if cont {
+            let last = out.last_mut().unwrap();
+            last.1.push(' ');
+            last.1.push_str(body);
+        } else {
+            let (i, rest) = body.split_once(' ').unwrap_or((body, ""));
+            out.push((i.to_uppercase(), rest.trim().to_string()));
+        }
+        cont = more;
+    }
+    out
+}
+
+fn exec_form(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not an exec-form array ({e}): {s}"))
+}
+
+#[test]
+fn dockerfile_pins_its_bases_and_caches_dependencies() {
+    let df = dockerfile();
+    let args: Vec<(String, String)> = df
+        .iter()
+        .filter(|(i, _)| i == "ARG")
+        .filter_map(|(_, a)| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let mut froms = 0;
+    for (_, from) in df.iter().filter(|(i, _)| i == "FROM") {
+        froms += 1;
+        let image = from.split_whitespace().next().unwrap();
+        let image = args
+            .iter()
+            .find(|(k, _)| image == format!("${{{k}}}"))
+            .map_or(image.to_string(), |(_, v)| v.clone());
+        let (_, tag) = image
+            .split_once(':')
+            .unwrap_or_else(|| panic!("{image}: no tag"));
+        // A version with at least major.minor, never a floating tag.
+        let version = tag.split('-').next().unwrap();
+        assert!(
+            version.split('.').count() >= 2 && version.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "{image} is not pinned to a version"
+        );
+    }
+    assert_eq!(froms, 2, "a build stage and a runtime stage");
+    // The dependency layer builds against stubs of every target Cargo.toml names.
+    let manifest = fs::read_to_string(repo("Cargo.toml")).unwrap();
+    let run = df
+        .iter()
+        .find(|(i, r)| i == "RUN" && r.contains("benches/$b.rs"))
+        .expect("a RUN that builds the dependencies against stubs")
+        .1
+        .clone();
+    let mut lines = manifest.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == "[[bench]]" {
+            let name = lines.next().unwrap().split('"').nth(1).unwrap();
+            assert!(
+                run.contains(name),
+                "bench {name} has no stub in the dependency layer"
+            );
+        }
+    }
+    let copies: Vec<&str> = df
+        .iter()
+        .filter(|(i, _)| i == "COPY")
+        .map(|(_, r)| r.as_str())
+        .collect();
+    assert_eq!(
+        copies[0], "Cargo.toml Cargo.lock ./",
+        "manifests first, then the sources"
+    );
+    // The build context sends only what the build reads.
+    let ignore = fs::read_to_string(repo(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim() == "*"), "{ignore}");
+    for c in &copies {
+        let src = c.split_whitespace().next().unwrap();
+        if src.starts_with("--from") {
+            continue;
+        }
+        for s in c
+            .split_whitespace()
+            .filter(|s| !s.ends_with("./") && *s != "./src" && *s != "./benches")
+        {
+            assert!(
+                ignore.contains(&format!("!{s}")),
+                "COPY {s} but .dockerignore leaves it out"
+            );
+        }
+    }
+    // The file capability for ports below 1024, and a non-root user.
+    assert!(df.iter().any(|(i, r)| i == "RUN"
+        && r.contains("setcap cap_net_bind_service=+ep /usr/local/bin/udp-reflector")));
+    assert_eq!(
+        df.iter().filter(|(i, _)| i == "USER").last().unwrap().1,
+        "65534:65534"
+    );
+}
+
+#[test]
+fn dockerfile_exposes_and_probes_what_the_default_command_serves() {
+    let df = dockerfile();
+    let find = |what: &str| {
+        df.iter()
+            .filter(|(i, _)| i == what)
+            .last()
+            .unwrap_or_else(|| panic!("no {what}"))
+            .1
+            .clone()
+    };
+    let entrypoint = exec_form(&find("ENTRYPOINT"));
+    assert_eq!(entrypoint, ["/usr/local/bin/udp-reflector"]);
+    let cmd = exec_form(&find("CMD"));
+    // The ports the default command listens on, as the binary resolves them.
+    let check = Command::new(common::BIN)
+        .args(&cmd)
+        .args(["--check", "--json"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    let j: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let mut served: Vec<String> = j["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{}/udp",
+                l["addr"].as_str().unwrap().rsplit(':').next().unwrap()
+            )
+        })
+        .collect();
+    served.dedup();
+    let exposed: Vec<String> = find("EXPOSE")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(exposed, served);
+
+    // The HEALTHCHECK, run as Docker would, against the default command in
+    // a namespace of its own: healthy while it serves, unhealthy after.
+    let hc = find("HEALTHCHECK");
+    let probe = exec_form(
+        hc.split_once("CMD")
+            .expect("HEALTHCHECK ... CMD [...]")
+            .1
+            .trim(),
+    );
+    assert_eq!(probe[0], "/usr/local/bin/udp-reflector");
+    if !common::is_root() {
+        skip(
+            Need::Netns,
+            "needs root to serve the default port in a namespace of its own",
+        );
+        return;
+    }
+    let ns = common::NetNs::create("docker-hc").expect("a network namespace");
+    let mut serve = Command::new(common::BIN);
+    serve
+        .args(&cmd)
+        .args(["--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    ns.apply(&mut serve).unwrap();
+    let r = match common::Reflector::start(&mut serve).unwrap() {
+        common::Started::Listening(r) => r,
+        common::Started::Exited(o) => panic!("the default command did not start: {o:#?}"),
+    };
+    let run_probe = || {
+        let mut c = Command::new(common::BIN);
+        c.args(&probe[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        ns.apply(&mut c).unwrap();
+        common::run_to_exit(&mut c, Duration::from_secs(10)).unwrap()
+    };
+    let healthy = run_probe();
+    assert_eq!(healthy.status.code(), Some(0), "{healthy:#?}");
+    let out = r.stop();
+    assert_eq!(out.status.code(), Some(0), "{out:#?}");
+    let unhealthy = run_probe();
+    assert_eq!(unhealthy.status.code(), Some(1), "{unhealthy:#?}");
+    assert!(
+        unhealthy.stderr.contains("--max-loss"),
+        "{}",
+        unhealthy.stderr
+    );
+}
