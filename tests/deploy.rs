@@ -947,7 +947,7 @@ fn dockerfile_pins_its_bases_and_caches_dependencies() {
     assert!(df.iter().any(|(i, r)| i == "RUN"
         && r.contains("setcap cap_net_bind_service=+ep /usr/local/bin/udp-reflector")));
     assert_eq!(
-        df.iter().filter(|(i, _)| i == "USER").last().unwrap().1,
+        df.iter().rfind(|(i, _)| i == "USER").unwrap().1,
         "65534:65534"
     );
 }
@@ -957,8 +957,7 @@ fn dockerfile_exposes_and_probes_what_the_default_command_serves() {
     let df = dockerfile();
     let find = |what: &str| {
         df.iter()
-            .filter(|(i, _)| i == what)
-            .last()
+            .rfind(|(i, _)| i == what)
             .unwrap_or_else(|| panic!("no {what}"))
             .1
             .clone()
