@@ -29,27 +29,30 @@
 //! Only `sys/` and `io/` touch the OS with `unsafe`; everything else is safe code.
 #![deny(unsafe_code)]
 
+// Public: what the binary (main.rs) and the benches use; the rest is
+// pub(crate). The tests drive the binary.
+
 pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod hostdrops;
+pub(crate) mod error;
+pub(crate) mod hostdrops;
 #[allow(unsafe_code)]
 pub mod io;
-pub mod live;
-pub mod metrics;
-pub mod output;
-pub mod parse;
+pub(crate) mod live;
+pub(crate) mod metrics;
+pub(crate) mod output;
+pub(crate) mod parse;
 pub mod policy;
 pub mod reflect;
-pub mod registry;
-pub mod report;
+pub(crate) mod registry;
+pub(crate) mod report;
 pub mod runtime;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;
-pub mod wallclock;
+pub(crate) mod wallclock;
 pub mod worker;
 
 pub use error::Error;

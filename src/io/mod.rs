@@ -5,9 +5,9 @@
 //! [`crate::reflect`] for the reply and queues it in the socket's
 //! [`tx::TxBatch`]. The backends differ only in how bytes arrive.
 
-pub mod mmsg;
+pub(crate) mod mmsg;
 pub mod tx;
-pub mod uring;
+pub(crate) mod uring;
 
 use std::{
     io,

@@ -100,10 +100,6 @@ impl BufRing {
         self.entries
     }
 
-    pub fn buf_size(&self) -> usize {
-        self.buf_size
-    }
-
     /// Takes buffer `bid` from a completion as a token. Panics if `bid` is
     /// out of range (the kernel never reports that).
     ///

@@ -29,17 +29,17 @@ pub(crate) fn cvt<T: MinusOne>(res: T) -> std::io::Result<T> {
 }
 
 pub mod affinity;
-pub mod bufring;
-pub mod clock;
+pub(crate) mod bufring;
+pub(crate) mod clock;
 pub mod cmsg;
-pub mod event;
-pub mod gso;
-pub mod mmsg;
-pub mod signals;
-pub mod sockaddr;
+pub(crate) mod event;
+pub(crate) mod gso;
+pub(crate) mod mmsg;
+pub(crate) mod signals;
+pub(crate) mod sockaddr;
 pub mod socket;
-pub mod udp;
-pub mod wake;
+pub(crate) mod udp;
+pub(crate) mod wake;
 
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
