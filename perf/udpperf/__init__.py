@@ -1,0 +1,1 @@
+"""The pieces of perf/compare.py: common, runner, steps, report, plots."""
