@@ -2,20 +2,41 @@
 //!
 //! # Architecture
 //!
+//! Imports point one way, down this picture (`.ci/modgraph.py` checks that
+//! no two modules import each other, directly or around a loop, and that
+//! only main.rs imports cli.rs):
+//!
 //! ```text
-//!   main.rs ── cli.rs (flags → Config) ── runtime.rs (spawn, signals, report)
-//!                                              │
-//!                    ┌─────────────────────────┼──────────────────────────┐
-//!               worker 0 (pinned cpu a)   worker 1 (pinned cpu b)   ...
-//!               own SO_REUSEPORT sockets, own ring, own buffers, own stats
-//!                    │
-//!      io/uring.rs: multishot recvmsg over a provided buffer ring ─┐
-//!      io/mmsg.rs:  recvmmsg (fallback when io_uring is refused)  ─┤
-//!                                                                  ▼
-//!      reflect.rs (pure: datagram → reply or reason) → io/tx.rs: one sendmmsg per batch
-//!                                                                  │
-//!      stats.rs: counters published per batch, latency histogram ◄─┘
+//!  main.rs ─► cli.rs: clap types only, imported by main.rs alone
+//!               │
+//!               ├─► config.rs: validated ServeConfig (listeners, CPUs, backend choice)
+//!               │     │
+//!               │     ├─► check.rs: `serve --check`
+//!               │     └─► runtime.rs: bind, start workers, signals
+//!               │            ├─► report.rs, output.rs, wallclock.rs: what it prints
+//!               │            ├─► metrics.rs, hostdrops.rs: /metrics, the host's drops
+//!               │            ├─► registry.rs: the ports of this host's reflectors
+//!               │            │
+//!               │          worker.rs: one pinned, named thread per core
+//!               │            │
+//!               │          io/: uring.rs | mmsg.rs receive, tx.rs sends one sendmmsg per batch
+//!               │            │
+//!               │          reflect/ (pure: datagram → reply or reason), policy.rs, stats.rs, live.rs
+//!               │
+//!               └─► bench/: the load generator
+//!                     threads.rs ─► protocol.rs (echo | STAMP) ─► socket.rs
+//!                          └─► latency.rs, tracker.rs
+//!
+//!  at the bottom, used from above only:
+//!    sys/      the only unsafe: sockets, cmsgs, mmsg slots, buffer ring, affinity, signals
+//!    parse.rs  CPU lists and seconds, for both subcommands
+//!    error.rs  what the user sees; maps errnos (EADDRINUSE, ...) to the culprit
 //! ```
+//!
+//! A worker's path: io/uring.rs (multishot recvmsg over a provided buffer
+//! ring) or io/mmsg.rs (recvmmsg, when io_uring is refused) hands each
+//! datagram to reflect/, queues the reply in io/tx.rs, and counts it in
+//! stats.rs's counters, published after every batch.
 //!
 //! Every datagram a worker receives ends in exactly one counter:
 //! `rx_packets == tx_packets + tx_dropped + tx_errors + truncated + no_reply`.
