@@ -635,32 +635,11 @@ fn sigint_stops_sending_and_still_reports_everything() {
 /// Starts `serve --backend BACKEND --json --listen 127.0.0.1:0 ARGS`; `None`
 /// (reason printed) when io_uring is refused here.
 fn reflector(backend: &str, args: &[&str]) -> Option<common::Reflector> {
-    let mut cmd = common::serve_command(
-        ["--backend", backend, "--json", "--listen", "127.0.0.1:0"]
-            .iter()
-            .chain(args),
-    );
-    match common::Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        common::Started::Listening(r) => Some(r),
-        common::Started::Exited(o)
-            if backend == "uring" && o.stderr.contains("io_uring unavailable") =>
-        {
-            common::skip(
-                common::Need::Uring,
-                format!("io_uring is refused on this host: {}", o.stderr.trim()),
-            );
-            None
-        }
-        common::Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
-    }
+    common::start(backend, &[&["--listen", "127.0.0.1:0"], args].concat())
 }
 
 fn reflector_totals(r: common::Reflector) -> Value {
-    let out = r.stop();
-    assert_eq!(out.status.code(), Some(0), "{out:#?}");
-    let s = out.expect_summary();
-    common::assert_summary_consistent(&s);
-    s["total"].clone()
+    common::stop_and_summarise(r)["total"].clone()
 }
 
 /// Closed loop with warmup: nothing lost, and the two sides agree exactly.
@@ -904,29 +883,8 @@ fn stamp_packets_shorter_than_44_bytes_are_refused() {
     }
 }
 
-mod against_reflector {
-    #[test]
-    fn stamp_uring() {
-        super::stamp_against_reflector("uring")
-    }
-    #[test]
-    fn stamp_mmsg() {
-        super::stamp_against_reflector("mmsg")
-    }
-    #[test]
-    fn agree_uring() {
-        super::bench_and_reflector_agree("uring")
-    }
-    #[test]
-    fn agree_mmsg() {
-        super::bench_and_reflector_agree("mmsg")
-    }
-    #[test]
-    fn overload_uring() {
-        super::overload_is_accounted_on_both_sides("uring")
-    }
-    #[test]
-    fn overload_mmsg() {
-        super::overload_is_accounted_on_both_sides("mmsg")
-    }
-}
+common::both_backends!(
+    stamp_against_reflector,
+    bench_and_reflector_agree,
+    overload_is_accounted_on_both_sides,
+);

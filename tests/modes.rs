@@ -7,10 +7,9 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::Read,
     net::{SocketAddr, UdpSocket},
-    process::{Child, ChildStdout, Command, Stdio},
-    sync::{Arc, Mutex},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -18,133 +17,20 @@ use std::{
 use serde_json::Value;
 use udp_reflector::reflect::stamp::{self, decode_reflected, encode_sender, ERROR_ESTIMATE};
 
-const BIN: &str = env!("CARGO_BIN_EXE_udp-reflector");
-const BACKENDS: [&str; 2] = ["uring", "mmsg"];
-
-/// A running reflector; killed on drop if the test ends early.
-struct Server {
-    child: Option<Child>,
-    stdout: BufReader<ChildStdout>,
-    stderr: Arc<Mutex<String>>,
-    addrs: Vec<SocketAddr>,
+/// `serve --workers 1 --json` on these `--listen` values (a `--duration`
+/// bounds it should a test hang); `None`, the reason printed, when this
+/// backend is refused.
+fn start_server(backend: &str, listen: &[&str]) -> Option<common::Reflector> {
+    let mut args = vec!["--workers", "1", "--duration", "60"];
+    for l in listen {
+        args.extend(["--listen", l]);
+    }
+    common::start(backend, &args)
 }
 
-impl Server {
-    /// Starts `serve` with these `--listen` values. `Err` carries the reason
-    /// the server would not start (for a refused io_uring: a skip).
-    fn start(backend: &str, listen: &[String]) -> Result<Server, String> {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve");
-        for l in listen {
-            cmd.args(["--listen", l]);
-        }
-        // --duration bounds the server should a test hang before stopping it.
-        cmd.args([
-            "--workers",
-            "1",
-            "--backend",
-            backend,
-            "--json",
-            "--duration",
-            "60",
-        ]);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn udp-reflector");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut server = Server {
-            stdout: BufReader::new(child.stdout.take().unwrap()),
-            child: Some(child),
-            stderr,
-            addrs: Vec::new(),
-        };
-        let mut line = String::new();
-        server
-            .stdout
-            .read_line(&mut line)
-            .expect("read the listening line");
-        if line.is_empty() {
-            let _ = server.child.as_mut().unwrap().wait();
-            thread::sleep(Duration::from_millis(50)); // let the stderr reader finish
-            return Err(server.stderr.lock().unwrap().trim().to_string());
-        }
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert_eq!(v["event"], "listening", "{line}");
-        server.addrs = v["addrs"]
-            .as_array()
-            .expect("addrs")
-            .iter()
-            .map(|a| a.as_str().unwrap().parse().unwrap())
-            .collect();
-        Ok(server)
-    }
-
-    /// Starts a server or prints why this backend is skipped.
-    fn start_or_skip(test: &str, backend: &str, listen: &[String]) -> Option<Server> {
-        match Server::start(backend, listen) {
-            Ok(s) => Some(s),
-            Err(why) if backend == "uring" => {
-                common::skip(
-                    common::Need::Uring,
-                    format!("{test}: the io_uring backend is refused: {why}"),
-                );
-                None
-            }
-            Err(why) => panic!("{test}: udp-reflector did not start on {backend}: {why}"),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addrs[0]
-    }
-
-    /// Stops the server with SIGINT and returns its summary's totals.
-    fn stop(mut self) -> Value {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: kill(2) on the pid of our own child, which has not been
-        // waited for yet, so the pid cannot have been reused.
-        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-        assert_eq!(rc, 0, "kill -INT {pid}");
-        let mut summary = None;
-        for line in (&mut self.stdout).lines() {
-            let line = line.expect("read stdout");
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            if v["event"] == "summary" {
-                summary = Some(v);
-            }
-        }
-        let status = child.wait().expect("wait udp-reflector");
-        let stderr = self.stderr.lock().unwrap().clone();
-        assert!(
-            status.success(),
-            "udp-reflector exited with {status}; stderr: {stderr}"
-        );
-        let summary = summary.unwrap_or_else(|| panic!("no summary line; stderr: {stderr}"));
-        summary["total"].clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Stops the server and returns its summary's totals.
+fn stop_server(server: common::Reflector) -> Value {
+    common::stop_and_summarise(server)["total"].clone()
 }
 
 fn counter(total: &Value, name: &str) -> u64 {
@@ -251,39 +137,36 @@ fn parse_sockperf(out: &str) -> Option<SockperfResult> {
     })
 }
 
-/// Runs a sockperf client against a fresh sockperf-mode reflector on each
-/// backend; returns (backend, sockperf's figures, the server's totals).
-fn sockperf_runs(test: &str, client_args: &[&str]) -> Vec<(&'static str, SockperfResult, Value)> {
+/// Runs a sockperf client against a fresh sockperf-mode reflector on
+/// `backend`; returns sockperf's figures and the server's totals, or `None`
+/// (the reason printed) when sockperf or the backend is missing.
+fn sockperf_run(
+    test: &str,
+    backend: &str,
+    client_args: &[&str],
+) -> Option<(SockperfResult, Value)> {
     let Some(sockperf) = find_tool("sockperf") else {
         common::skip(
             common::Need::Tools,
             format!("{test}: sockperf is not installed (apt-get install sockperf)"),
         );
-        return Vec::new();
+        return None;
     };
-    let mut runs = Vec::new();
-    for backend in BACKENDS {
-        let Some(server) =
-            Server::start_or_skip(test, backend, &["127.0.0.1:0,mode=sockperf".into()])
-        else {
-            continue;
-        };
-        let port = server.addr().port().to_string();
-        let mut cmd = Command::new(&sockperf);
-        cmd.args(client_args).args(["-i", "127.0.0.1", "-p", &port]);
-        let (status, out) =
-            run_bounded(cmd, Duration::from_secs(30)).expect("sockperf finishes within 30 s");
-        assert!(
-            status.success(),
-            "sockperf {client_args:?} failed ({status}):\n{out}"
-        );
-        let result =
-            parse_sockperf(&out).unwrap_or_else(|| panic!("unexpected sockperf output:\n{out}"));
-        let total = server.stop();
-        eprintln!("{test} [{backend}]: {result:?}");
-        runs.push((backend, result, total));
-    }
-    runs
+    let server = start_server(backend, &["127.0.0.1:0,mode=sockperf"])?;
+    let port = server.addr().port().to_string();
+    let mut cmd = Command::new(&sockperf);
+    cmd.args(client_args).args(["-i", "127.0.0.1", "-p", &port]);
+    let (status, out) =
+        run_bounded(cmd, Duration::from_secs(30)).expect("sockperf finishes within 30 s");
+    assert!(
+        status.success(),
+        "sockperf {client_args:?} failed ({status}):\n{out}"
+    );
+    let result =
+        parse_sockperf(&out).unwrap_or_else(|| panic!("unexpected sockperf output:\n{out}"));
+    let total = stop_server(server);
+    eprintln!("{test} [{backend}]: {result:?}");
+    Some((result, total))
 }
 
 fn assert_sockperf_clean(backend: &str, r: &SockperfResult) {
@@ -300,23 +183,22 @@ fn assert_sockperf_clean(backend: &str, r: &SockperfResult) {
     );
 }
 
-#[test]
-fn sockperf_ping_pong_sees_no_loss_duplicates_or_reordering() {
+fn sockperf_ping_pong_sees_no_loss_duplicates_or_reordering(backend: &str) {
     let args = ["ping-pong", "-t", "2", "--msg-size", "64"];
-    for (backend, r, total) in sockperf_runs("sockperf_ping_pong", &args) {
-        assert_sockperf_clean(backend, &r);
-        // Every ping asks for a pong, and each one was answered.
-        assert_eq!(r.valid_sent, r.valid_received, "{backend}: {r:?}");
-        let rx = counter(&total, "rx_packets");
-        assert!(rx >= r.valid_received, "{backend}: {total}");
-        assert_eq!(counter(&total, "tx_packets"), rx, "{backend}: {total}");
-        assert_eq!(counter(&total, "tx_bytes"), rx * 64, "{backend}: {total}");
-        assert_no_other_reasons(&total, &[]);
-    }
+    let Some((r, total)) = sockperf_run("sockperf_ping_pong", backend, &args) else {
+        return;
+    };
+    assert_sockperf_clean(backend, &r);
+    // Every ping asks for a pong, and each one was answered.
+    assert_eq!(r.valid_sent, r.valid_received, "{backend}: {r:?}");
+    let rx = counter(&total, "rx_packets");
+    assert!(rx >= r.valid_received, "{backend}: {total}");
+    assert_eq!(counter(&total, "tx_packets"), rx, "{backend}: {total}");
+    assert_eq!(counter(&total, "tx_bytes"), rx * 64, "{backend}: {total}");
+    assert_no_other_reasons(&total, &[]);
 }
 
-#[test]
-fn sockperf_under_load_sees_no_loss_duplicates_or_reordering() {
+fn sockperf_under_load_sees_no_loss_duplicates_or_reordering(backend: &str) {
     let args = [
         "under-load",
         "-t",
@@ -326,92 +208,87 @@ fn sockperf_under_load_sees_no_loss_duplicates_or_reordering() {
         "--mps",
         "10000",
     ];
-    for (backend, r, total) in sockperf_runs("sockperf_under_load", &args) {
-        assert_sockperf_clean(backend, &r);
-        // Only every 100th message asks for a reply; the rest are counted.
-        assert!(
-            r.valid_received.abs_diff(r.valid_sent / 100) <= 1,
-            "{backend}: {r:?}"
-        );
-        let (rx, tx) = (counter(&total, "rx_packets"), counter(&total, "tx_packets"));
-        let no_pong = counter(&total, "no_reply_no_pong");
-        assert_eq!(rx, tx + no_pong, "{backend}: {total}");
-        assert!(tx > 0 && no_pong >= 90 * tx, "{backend}: {total}");
-        assert_no_other_reasons(&total, &["no_reply_no_pong"]);
-    }
+    let Some((r, total)) = sockperf_run("sockperf_under_load", backend, &args) else {
+        return;
+    };
+    assert_sockperf_clean(backend, &r);
+    // Only every 100th message asks for a reply; the rest are counted.
+    assert!(
+        r.valid_received.abs_diff(r.valid_sent / 100) <= 1,
+        "{backend}: {r:?}"
+    );
+    let (rx, tx) = (counter(&total, "rx_packets"), counter(&total, "tx_packets"));
+    let no_pong = counter(&total, "no_reply_no_pong");
+    assert_eq!(rx, tx + no_pong, "{backend}: {total}");
+    assert!(tx > 0 && no_pong >= 90 * tx, "{backend}: {total}");
+    assert_no_other_reasons(&total, &["no_reply_no_pong"]);
 }
 
 // ----------------------------------------------------------------- discard
 
-#[test]
-fn discard_counts_every_datagram_and_never_replies() {
+fn discard_counts_every_datagram_and_never_replies(backend: &str) {
     const N: u64 = 500;
     const BURST: u64 = 25;
-    for backend in BACKENDS {
-        // An echo listener on the same worker paces the client: its reply
-        // after each burst shows the worker is running, so a worker starved
-        // of CPU (tests run in parallel) cannot let the discard queue
-        // overflow and turn the count into a guess.
-        let listen = [
-            "127.0.0.1:0,mode=discard".into(),
-            "127.0.0.1:0,mode=echo".into(),
-        ];
-        let Some(server) = Server::start_or_skip("discard", backend, &listen) else {
-            continue;
-        };
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.connect(server.addrs[0]).unwrap();
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.connect(server.addrs[1]).unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        for i in 0..N {
-            client.send(&i.to_be_bytes()).unwrap();
-            if i % BURST == BURST - 1 {
-                probe.send(b"probe").unwrap();
-                assert_eq!(probe.recv(&mut buf).expect("echo probe answered"), 5);
-            }
+    // An echo listener on the same worker paces the client: its reply
+    // after each burst shows the worker is running, so a worker starved
+    // of CPU (tests run in parallel) cannot let the discard queue
+    // overflow and turn the count into a guess.
+    let listen = ["127.0.0.1:0,mode=discard", "127.0.0.1:0,mode=echo"];
+    let Some(server) = start_server(backend, &listen) else {
+        return;
+    };
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(server.addrs[0]).unwrap();
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe.connect(server.addrs[1]).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    for i in 0..N {
+        client.send(&i.to_be_bytes()).unwrap();
+        if i % BURST == BURST - 1 {
+            probe.send(b"probe").unwrap();
+            assert_eq!(probe.recv(&mut buf).expect("echo probe answered"), 5);
         }
-        let probes = N / BURST;
-        client
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        assert!(
-            client.recv(&mut buf).is_err(),
-            "{backend}: discard mode replied"
-        );
-        let total = server.stop();
-        assert_eq!(counter(&total, "rxq_overflow"), 0, "{backend}: {total}");
-        assert_eq!(
-            counter(&total, "rx_packets"),
-            N + probes,
-            "{backend}: {total}"
-        );
-        assert_eq!(
-            counter(&total, "rx_bytes"),
-            N * 8 + probes * 5,
-            "{backend}: {total}"
-        );
-        assert_eq!(
-            counter(&total, "no_reply_discarded"),
-            N,
-            "{backend}: {total}"
-        );
-        assert_eq!(
-            counter(&total, "tx_packets"),
-            probes,
-            "{backend}: only the echo probes"
-        );
-        assert_no_other_reasons(&total, &["no_reply_discarded"]);
-        // Latency still works: one sample per consumed datagram and per echo.
-        assert_eq!(
-            total["latency_us"]["samples"].as_u64(),
-            Some(N + probes),
-            "{backend}: {total}"
-        );
     }
+    let probes = N / BURST;
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        client.recv(&mut buf).is_err(),
+        "{backend}: discard mode replied"
+    );
+    let total = stop_server(server);
+    assert_eq!(counter(&total, "rxq_overflow"), 0, "{backend}: {total}");
+    assert_eq!(
+        counter(&total, "rx_packets"),
+        N + probes,
+        "{backend}: {total}"
+    );
+    assert_eq!(
+        counter(&total, "rx_bytes"),
+        N * 8 + probes * 5,
+        "{backend}: {total}"
+    );
+    assert_eq!(
+        counter(&total, "no_reply_discarded"),
+        N,
+        "{backend}: {total}"
+    );
+    assert_eq!(
+        counter(&total, "tx_packets"),
+        probes,
+        "{backend}: only the echo probes"
+    );
+    assert_no_other_reasons(&total, &["no_reply_discarded"]);
+    // Latency still works: one sample per consumed datagram and per echo.
+    assert_eq!(
+        total["latency_us"]["samples"].as_u64(),
+        Some(N + probes),
+        "{backend}: {total}"
+    );
 }
 
 // ------------------------------------------------------------------- STAMP
@@ -481,57 +358,51 @@ fn check_stamp_reply(ctx: &str, x: &Exchange, seq: u32, ttl: u8) {
     );
 }
 
-#[test]
-fn stamp_replies_carry_sequence_timestamps_and_ttl() {
-    for backend in BACKENDS {
-        let Some(server) =
-            Server::start_or_skip("stamp", backend, &["127.0.0.1:0,mode=stamp".into()])
-        else {
-            continue;
-        };
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.connect(server.addr()).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        client.set_ttl(64).unwrap();
+fn stamp_replies_carry_sequence_timestamps_and_ttl(backend: &str) {
+    let Some(server) = start_server(backend, &["127.0.0.1:0,mode=stamp"]) else {
+        return;
+    };
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(server.addr()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.set_ttl(64).unwrap();
 
-        // A datagram too short for the sender's header gets no reply: the
-        // next reply is the next request's.
-        client.send(&[1u8; 10]).unwrap();
-        let sizes = [44, 20, 14, 100, 1400];
-        for (i, &len) in sizes.iter().enumerate() {
-            let seq = 1000 + i as u32;
-            let x = stamp_exchange(&client, seq, len);
-            check_stamp_reply(&format!("{backend}, {len}-byte request"), &x, seq, 64);
-        }
-        client.set_ttl(17).unwrap();
-        let x = stamp_exchange(&client, 7, 44);
-        check_stamp_reply(&format!("{backend}, TTL 17"), &x, 7, 17);
-
-        let total = server.stop();
-        let answered = sizes.len() as u64 + 1;
-        assert_eq!(
-            counter(&total, "rx_packets"),
-            answered + 1,
-            "{backend}: {total}"
-        );
-        assert_eq!(
-            counter(&total, "tx_packets"),
-            answered,
-            "{backend}: {total}"
-        );
-        assert_eq!(
-            counter(&total, "no_reply_too_short"),
-            1,
-            "{backend}: {total}"
-        );
-        assert_no_other_reasons(&total, &["no_reply_too_short"]);
+    // A datagram too short for the sender's header gets no reply: the
+    // next reply is the next request's.
+    client.send(&[1u8; 10]).unwrap();
+    let sizes = [44, 20, 14, 100, 1400];
+    for (i, &len) in sizes.iter().enumerate() {
+        let seq = 1000 + i as u32;
+        let x = stamp_exchange(&client, seq, len);
+        check_stamp_reply(&format!("{backend}, {len}-byte request"), &x, seq, 64);
     }
+    client.set_ttl(17).unwrap();
+    let x = stamp_exchange(&client, 7, 44);
+    check_stamp_reply(&format!("{backend}, TTL 17"), &x, 7, 17);
+
+    let total = stop_server(server);
+    let answered = sizes.len() as u64 + 1;
+    assert_eq!(
+        counter(&total, "rx_packets"),
+        answered + 1,
+        "{backend}: {total}"
+    );
+    assert_eq!(
+        counter(&total, "tx_packets"),
+        answered,
+        "{backend}: {total}"
+    );
+    assert_eq!(
+        counter(&total, "no_reply_too_short"),
+        1,
+        "{backend}: {total}"
+    );
+    assert_no_other_reasons(&total, &["no_reply_too_short"]);
 }
 
-#[test]
-fn stamp_over_ipv6_reports_the_hop_limit() {
+fn stamp_over_ipv6_reports_the_hop_limit(backend: &str) {
     if UdpSocket::bind("[::1]:0").is_err() {
         eprintln!("stamp_over_ipv6: skipped: no IPv6 loopback");
         return;
@@ -542,29 +413,25 @@ fn stamp_over_ipv6_reports_the_hop_limit() {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(64);
-    for backend in BACKENDS {
-        let Some(server) =
-            Server::start_or_skip("stamp_over_ipv6", backend, &["[::1]:0,mode=stamp".into()])
-        else {
-            continue;
-        };
-        let client = UdpSocket::bind("[::1]:0").unwrap();
-        client.connect(server.addr()).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        for (i, len) in [44, 20, 200].into_iter().enumerate() {
-            let x = stamp_exchange(&client, i as u32, len);
-            check_stamp_reply(
-                &format!("{backend}, IPv6, {len} bytes"),
-                &x,
-                i as u32,
-                hop_limit,
-            );
-        }
-        let total = server.stop();
-        assert_eq!(counter(&total, "tx_packets"), 3, "{backend}: {total}");
+    let Some(server) = start_server(backend, &["[::1]:0,mode=stamp"]) else {
+        return;
+    };
+    let client = UdpSocket::bind("[::1]:0").unwrap();
+    client.connect(server.addr()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    for (i, len) in [44, 20, 200].into_iter().enumerate() {
+        let x = stamp_exchange(&client, i as u32, len);
+        check_stamp_reply(
+            &format!("{backend}, IPv6, {len} bytes"),
+            &x,
+            i as u32,
+            hop_limit,
+        );
     }
+    let total = stop_server(server);
+    assert_eq!(counter(&total, "tx_packets"), 3, "{backend}: {total}");
 }
 
 // ------------------------------------------------- STAMP through tshark
@@ -684,8 +551,7 @@ fn stamp_replies_decode_with_tsharks_twamp_test_dissector() {
     // Wireshark has no STAMP dissector; its TWAMP-Test one (RFC 5357) reads
     // the first 41 bytes of a STAMP reflector packet the same way and shows
     // the rest, STAMP's 3 MBZ bytes onward, as "Packet Padding".
-    let Some(server) = Server::start_or_skip(TEST, "mmsg", &["127.0.0.1:0,mode=stamp".into()])
-    else {
+    let Some(server) = start_server("mmsg", &["127.0.0.1:0,mode=stamp"]) else {
         return;
     };
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -700,7 +566,7 @@ fn stamp_replies_decode_with_tsharks_twamp_test_dissector() {
         .enumerate()
         .map(|(i, &len)| stamp_exchange(&client, 0x0102_0300 + i as u32, len))
         .collect();
-    drop(server.stop());
+    drop(stop_server(server));
 
     let (c, s) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
     let mut packets = Vec::new();
@@ -782,3 +648,11 @@ fn stamp_replies_decode_with_tsharks_twamp_test_dissector() {
         }
     }
 }
+
+common::both_backends!(
+    sockperf_ping_pong_sees_no_loss_duplicates_or_reordering,
+    sockperf_under_load_sees_no_loss_duplicates_or_reordering,
+    discard_counts_every_datagram_and_never_replies,
+    stamp_replies_carry_sequence_timestamps_and_ttl,
+    stamp_over_ipv6_reports_the_hop_limit,
+);
