@@ -34,6 +34,9 @@ fn start(backend: Backend, batch: usize) -> (Worker, Arc<Stop>, SocketAddr) {
         max_datagram: 2048,
         buffers: 1024,
         gso: true,
+        gro: false,
+        busy_poll: false,
+        coalesce_us: None,
     };
     let cpu = udp_reflector::sys::affinity::allowed_cpus().unwrap()[0];
     let w = Worker::spawn(

@@ -48,7 +48,8 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
                 "backend_asked": cfg.backend.name(), "backend_fallback": fallback,
                 "batch": cfg.batch, "max_datagram": cfg.max_datagram,
                 "buffers": cfg.buffers, "rcvbuf": cfg.rcvbuf,
-                "incoming_cpu": cfg.incoming_cpu, "gso": cfg.gso,
+                "incoming_cpu": cfg.incoming_cpu, "gso": cfg.gso, "gro": cfg.gro,
+                "busy_poll": cfg.busy_poll, "coalesce_us": cfg.coalesce_us,
                 "duration_s": secs(cfg.duration), "stats_interval_s": secs(cfg.stats_interval),
                 "metrics": cfg.metrics.map(|a| a.to_string()), "interface": cfg.interface,
             })
@@ -79,6 +80,13 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
             .map_or("system default".to_string(), |b| b.to_string()),
         if cfg.incoming_cpu { "on" } else { "off" },
         if cfg.gso { "on" } else { "off" },
+    ));
+    out.push(format!(
+        "  gro {}, busy-poll {}, coalesce-us {}",
+        if cfg.gro { "on" } else { "off" },
+        if cfg.busy_poll { "on" } else { "off" },
+        cfg.coalesce_us
+            .map_or("off".to_string(), |us| us.to_string()),
     ));
     out.push(format!(
         "  duration {}, stats-interval {}",

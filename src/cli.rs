@@ -130,6 +130,33 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_gso: bool,
 
+    /// Receive one datagram per read. By default every socket enables
+    /// UDP_GRO (where the kernel has it, Linux >= 5.0): a train of one flow's
+    /// datagrams (a GSO send on loopback, or datagrams a NIC's GRO merged)
+    /// arrives in one buffer and is reflected as one UDP_SEGMENT train of the
+    /// same size, from the address it was sent to. Every counter still
+    /// counts datagrams.
+    #[arg(long)]
+    pub no_gro: bool,
+
+    /// Workers never sleep: they poll for completions (uring) or read their
+    /// sockets without blocking (mmsg) in a loop, and yield only to stop.
+    /// Also sets SO_BUSY_POLL and SO_PREFER_BUSY_POLL where permitted
+    /// (CAP_NET_ADMIN) and io_uring NAPI busy polling where the kernel has it
+    /// (Linux >= 6.9): both matter on NICs, not on loopback. Takes the
+    /// wakeup out of the round trip, at a cost: each worker keeps its core
+    /// at 100% all the time, loaded or idle.
+    #[arg(long, conflicts_with = "coalesce_us")]
+    pub busy_poll: bool,
+
+    /// uring backend only: let each wait gather completions for up to N
+    /// microseconds (io_uring's min-wait, Linux >= 6.12) before the worker
+    /// wakes, so a loaded worker handles more datagrams per wakeup. Less CPU
+    /// per packet, up to N µs more latency. Off by default.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub coalesce_us: Option<u32>,
+
     /// Stop by itself after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
@@ -262,6 +289,13 @@ impl ServeArgs {
     pub fn validate(&self, stdout_is_terminal: bool) -> Result<ServeConfig, Error> {
         let listeners = config::listeners(&self.listen, self.mode.0)?;
         config::can_answer(&listeners, self.max_datagram as usize, self.rcvbuf)?;
+        if self.coalesce_us.is_some() && self.backend.0 == BackendChoice::Mmsg {
+            return Err(Error::Invalid {
+                flag: "--coalesce-us",
+                reason: "needs the uring backend (io_uring's min-wait); recvmmsg has no equivalent"
+                    .into(),
+            });
+        }
         Ok(ServeConfig {
             cpus: config::worker_cpus(self.cpus.as_ref().map(|c| &c.0[..]), self.workers)?,
             listeners,
@@ -272,6 +306,9 @@ impl ServeArgs {
             rcvbuf: self.rcvbuf,
             incoming_cpu: self.incoming_cpu,
             gso: !self.no_gso,
+            gro: !self.no_gro,
+            busy_poll: self.busy_poll,
+            coalesce_us: self.coalesce_us,
             duration: self.duration,
             stats_interval: config::stats_interval(
                 self.stats_interval,

@@ -71,6 +71,21 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         return Err(Error::TooFewFiles { need, limit });
     }
     let backend = choose_backend(cfg.backend)?;
+    let coalesce_us = match (backend, cfg.coalesce_us) {
+        (Backend::Mmsg, Some(_)) => {
+            eprintln!("udp-reflector: --coalesce-us needs the uring backend; the recvmmsg backend runs without it");
+            None
+        }
+        (_, c) => c,
+    };
+    let gro = cfg.gro
+        && match socket::probe_gro() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("udp-reflector: this kernel refuses UDP_GRO ({e}); receiving one datagram per read");
+                false
+            }
+        };
 
     // Claim every address first (port 0 becomes a real port, a busy port is
     // named), then open one SO_REUSEPORT socket per worker and address.
@@ -84,6 +99,8 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         let mut socks = Vec::with_capacity(resolved.len());
         for (addr, mode) in &resolved {
             let opts = socket::ListenOptions {
+                gro,
+                busy_poll: cfg.busy_poll,
                 rcvbuf: cfg.rcvbuf,
                 recv_ttl: mode.wants_ttl(),
                 incoming_cpu: cfg.incoming_cpu.then_some(cpu),
@@ -141,6 +158,9 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         max_datagram: cfg.max_datagram,
         buffers: cfg.buffers,
         gso: cfg.gso,
+        gro,
+        busy_poll: cfg.busy_poll,
+        coalesce_us,
     };
     let mut workers = Vec::with_capacity(cfg.cpus.len());
     for (id, (&cpu, socks)) in cfg.cpus.iter().zip(per_worker).enumerate() {

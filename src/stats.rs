@@ -100,6 +100,8 @@ counters! {
     tx_errors: Outcome,
     /// Datagrams larger than --max-datagram: counted, never answered.
     truncated: Outcome,
+    /// Reads that held a GRO train of several datagrams (each counted in rx_packets).
+    rx_trains: Other,
 }
 
 /// Number of u64 slots in [`Counters`], in [`Counters::to_array`] order.

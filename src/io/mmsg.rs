@@ -1,9 +1,11 @@
 //! recvmmsg/sendmmsg backend, for kernels or sandboxes that refuse io_uring.
 //!
-//! Per socket, `batch` receive slots (name, control, payload). A round is:
-//! poll (the sockets and the stop eventfd, with no timeout), then for each
-//! readable socket recvmmsg into the slots, turn each datagram into replies
-//! in place, one sendmmsg, repeat while full.
+//! Per socket, `batch` receive slots (name, control, payload; with UDP_GRO
+//! each payload holds a whole train, 64 KiB). A round is: poll (the sockets
+//! and the stop eventfd, with no timeout), then for each readable socket
+//! recvmmsg into the slots, turn each datagram into replies in place, one
+//! sendmmsg, repeat while full. With `--busy-poll` there is no poll: every
+//! socket is read without blocking, round after round.
 
 use std::{
     io,
@@ -74,7 +76,7 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
     let mut slots: Vec<RecvSlots> = engine
         .sockets
         .iter()
-        .map(|_| RecvSlots::new(cfg.batch, cfg.max_datagram, true, RX_CONTROL_LEN))
+        .map(|_| RecvSlots::new(cfg.batch, cfg.rx_payload_len(), true, RX_CONTROL_LEN))
         .collect();
     let mut pollfds: Vec<libc::pollfd> = engine
         .sockets
@@ -105,6 +107,14 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
                 }
             }
             break;
+        }
+        if cfg.busy_poll {
+            // Never sleep: read every socket without blocking (they are
+            // O_NONBLOCK), again and again, until asked to stop.
+            for (sock, s) in slots.iter_mut().enumerate() {
+                service(engine, sock, s, &mut rx_errors)?;
+            }
+            continue;
         }
         match mmsg::poll(&mut pollfds, -1) {
             Ok(_) => {}

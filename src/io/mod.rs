@@ -76,6 +76,29 @@ pub struct IoConfig {
     pub buffers: u16,
     /// Send runs of alike replies to one peer as UDP GSO trains.
     pub gso: bool,
+    /// The sockets have UDP_GRO on: a buffer may hold a train, so receive
+    /// buffers hold [`GRO_MAX_BYTES`] of payload.
+    pub gro: bool,
+    /// Never sleep: poll for completions (or datagrams) in a loop.
+    pub busy_poll: bool,
+    /// uring: io_uring min-wait, microseconds, for each wait.
+    pub coalesce_us: Option<u32>,
+}
+
+/// Most payload bytes one GRO read may hold: a train is at most one
+/// 64 KiB skb (UDP's length field; `udp_gro_receive` stops there).
+pub const GRO_MAX_BYTES: usize = 65_535;
+
+impl IoConfig {
+    /// Payload bytes of one receive buffer: a datagram of `max_datagram`,
+    /// or with GRO a whole train.
+    pub fn rx_payload_len(&self) -> usize {
+        if self.gro {
+            self.max_datagram.max(GRO_MAX_BYTES)
+        } else {
+            self.max_datagram
+        }
+    }
 }
 
 /// One listening socket of a worker.
@@ -124,6 +147,8 @@ pub struct Engine {
     live: Arc<LiveSlot>,
     pub stop: Arc<Stop>,
     policy: Policy,
+    /// Longer datagrams are counted as truncated, not answered.
+    max_datagram: usize,
 }
 
 impl Engine {
@@ -148,6 +173,7 @@ impl Engine {
             live,
             stop,
             policy,
+            max_datagram: cfg.max_datagram,
         }
     }
 
@@ -156,8 +182,9 @@ impl Engine {
         self.stop.is_raised()
     }
 
-    /// Counts a datagram and queues its reply, if any. Returns true when the
-    /// socket's batch is full: the caller must `flush` before the next one.
+    /// Counts a datagram, or each datagram of a GRO train, and queues the
+    /// replies. Returns true when the socket's batch is full: the caller
+    /// must `flush` before the next one.
     ///
     /// # Safety
     /// A reply points into `rx.payload` (it is not copied): that memory must
@@ -165,17 +192,27 @@ impl Engine {
     /// then may a receive buffer be recycled or a slot reused).
     #[inline]
     pub unsafe fn on_datagram(&mut self, sock: usize, rx: Received<'_>) -> bool {
-        let c = &mut self.counters;
-        c.rx_packets += 1;
-        c.rx_bytes += rx.wire_len as u64;
         let control = cmsg::decode(rx.control);
         let s = &mut self.sockets[sock];
         if let Some(total) = control.rxq_ovfl {
-            c.rxq_overflow += u64::from(total.wrapping_sub(s.ovfl_seen));
+            self.counters.rxq_overflow += u64::from(total.wrapping_sub(s.ovfl_seen));
             s.ovfl_seen = total;
         }
-        if rx.truncated {
-            c.truncated += 1;
+        // A GRO train: datagrams of `segment` bytes, the last maybe shorter.
+        let segment = control
+            .gro_segment
+            .map(usize::from)
+            .filter(|&g| g < rx.wire_len);
+        let (count, longest) = match segment {
+            Some(g) => (rx.wire_len.div_ceil(g), g),
+            None => (1, rx.wire_len),
+        };
+        let c = &mut self.counters;
+        c.rx_trains += u64::from(segment.is_some());
+        c.rx_packets += count as u64;
+        c.rx_bytes += rx.wire_len as u64;
+        if rx.truncated || longest > self.max_datagram {
+            c.truncated += count as u64;
             return false;
         }
         if rx.control_truncated {
@@ -195,50 +232,110 @@ impl Engine {
             Some(cmsg::PktInfo::V6 { addr, .. }) => Destination::V6 { header: addr },
             None => Destination::Unknown,
         };
-        let now_ns = if self.policy.needs_clock() {
+        let source = sockaddr::from_bytes(rx.name);
+        // A rate limit counts a train's datagrams one by one; otherwise they
+        // share one source and destination, so one verdict holds for all.
+        let rate_limited = self.policy.needs_clock();
+        let now_ns = if rate_limited {
             control.rx_time_ns.unwrap_or_else(realtime_ns)
         } else {
             0
         };
-        if let Some(reason) = self
-            .policy
-            .check(sockaddr::from_bytes(rx.name), dst, now_ns)
-        {
-            c.count_no_reply(reason);
-            return false;
+        if segment.is_none() || !rate_limited {
+            if let Some(reason) = self.policy.check(source, dst, now_ns) {
+                c.no_reply[reason as usize] += count as u64;
+                return false;
+            }
         }
         let meta = RxMeta {
             rx_time_ns: control.rx_time_ns,
             ttl: control.ttl,
         };
-        match reflect::reflect(s.mode, &meta, rx.payload, rx.len) {
+        let Some(g) = segment else {
+            // SAFETY: forwarded to our caller (see `# Safety`).
+            unsafe { self.reflect_one(sock, rx.name, rx.payload, rx.len, &meta, &control) };
+            return self.tx[sock].is_full();
+        };
+        // Each datagram of the train in turn, in place. A mode may lengthen
+        // only the last one's reply (the others end where the next begins);
+        // same-length replies to one peer leave as a train again.
+        let (mut rest, mut left) = (rx.payload, rx.len);
+        while left > 0 {
+            let len = g.min(left);
+            let (datagram, tail) = if len == left {
+                (rest, &mut [][..])
+            } else {
+                rest.split_at_mut(g)
+            };
+            let refused = if rate_limited {
+                self.policy.check(source, dst, now_ns)
+            } else {
+                None
+            };
+            if let Some(reason) = refused {
+                self.counters.count_no_reply(reason);
+            } else {
+                if self.tx[sock].is_full() {
+                    self.flush_socket(sock);
+                }
+                // SAFETY: forwarded to our caller (see `# Safety`): the
+                // whole train stays untouched until the next flush (a
+                // flush_socket on the way sends, it recycles nothing).
+                unsafe { self.reflect_one(sock, rx.name, datagram, len, &meta, &control) };
+            }
+            rest = tail;
+            left -= len;
+        }
+        self.tx[sock].is_full()
+    }
+
+    /// Asks the socket's mode for the reply to `payload[..len]` and queues
+    /// it, or counts why there is none. The batch must have room.
+    ///
+    /// # Safety
+    /// As [`Engine::on_datagram`]: `payload` stays allocated and untouched
+    /// until the next flush.
+    #[inline]
+    unsafe fn reflect_one(
+        &mut self,
+        sock: usize,
+        name: &[u8],
+        payload: &mut [u8],
+        len: usize,
+        meta: &RxMeta,
+        control: &cmsg::RxControl,
+    ) {
+        match reflect::reflect(self.sockets[sock].mode, meta, payload, len) {
             Verdict::NoReply(reason) => {
-                c.count_no_reply(reason);
+                self.counters.count_no_reply(reason);
                 if reason == NoReply::Discarded {
                     // Discard mode: latency up to the point the datagram is consumed.
                     if let Some(rx_ns) = control.rx_time_ns {
                         record_latency(&mut self.latency, rx_ns, realtime_ns());
                     }
                 }
-                false
             }
             Verdict::Reply(n) => {
-                let batch = &mut self.tx[sock];
-                let cap = rx.payload.len();
-                let reply = &mut rx.payload[..n.min(cap)];
-                // SAFETY: forwarded to our caller (see `# Safety`): `reply`
-                // stays untouched until the next flush.
+                let cap = payload.len();
+                // SAFETY: forwarded to our caller (see `# Safety`): the
+                // payload stays untouched until the next flush.
                 unsafe {
-                    batch.push(
-                        rx.name,
-                        reply,
+                    self.tx[sock].push(
+                        name,
+                        &mut payload[..n.min(cap)],
                         control.pktinfo.as_ref(),
                         control.rx_time_ns.unwrap_or(0),
                     )
                 };
-                batch.is_full()
             }
         }
+    }
+
+    /// Sends one socket's queued replies (counters are published at the
+    /// next `flush`).
+    fn flush_socket(&mut self, sock: usize) {
+        let fd = self.sockets[sock].fd.as_raw_fd();
+        self.tx[sock].flush(fd, &mut self.counters, &mut self.latency);
     }
 
     /// Sends every queued reply, then publishes the counters (and the

@@ -55,6 +55,8 @@ pub struct TxBatch {
     msgs: Vec<libc::mmsghdr>,
     control: Vec<[u8; TX_CONTROL_LEN]>,
     spans: Vec<(usize, usize)>,
+    /// Per message: one iovec over a train whose payloads lie end to end.
+    joined: Vec<libc::iovec>,
     /// Send runs of alike replies as GSO trains.
     gso: bool,
 }
@@ -122,6 +124,7 @@ impl TxBatch {
             msgs: vec![zeroed_msg; capacity],
             control: vec![[0; TX_CONTROL_LEN]; capacity],
             spans: vec![(0, 0); capacity],
+            joined: vec![null_iov; capacity],
             gso,
         }
     }
@@ -274,8 +277,22 @@ impl TxBatch {
             let hdr = &mut self.msgs[m].msg_hdr;
             hdr.msg_name = reply.name.as_mut_ptr().cast();
             hdr.msg_namelen = libc::socklen_t::from(reply.name_len);
-            hdr.msg_iov = &mut self.iovs[i];
-            hdr.msg_iovlen = count as _;
+            let run = &self.iovs[i..i + count];
+            let contiguous = count > 1
+                && run.windows(2).all(|w| {
+                    w[0].iov_base.cast::<u8>().wrapping_add(w[0].iov_len) == w[1].iov_base.cast()
+                });
+            if contiguous {
+                self.joined[m] = libc::iovec {
+                    iov_base: run[0].iov_base,
+                    iov_len: run.iter().map(|v| v.iov_len).sum(),
+                };
+                hdr.msg_iov = &mut self.joined[m];
+                hdr.msg_iovlen = 1;
+            } else {
+                hdr.msg_iov = &mut self.iovs[i];
+                hdr.msg_iovlen = count as _;
+            }
             hdr.msg_control = if controllen == 0 {
                 std::ptr::null_mut()
             } else {
@@ -395,10 +412,53 @@ mod tests {
                 // Both are size_t on glibc (socklen_t on musl).
                 #[allow(clippy::unnecessary_cast)]
                 let (iovlen, controllen) = (hdr.msg_iovlen as usize, hdr.msg_controllen as usize);
-                assert_eq!(iovlen, count);
+                // One iovec per reply, or one over replies that lie end to
+                // end: either way the message carries exactly their bytes.
+                assert!(
+                    iovlen == count || iovlen == 1,
+                    "{iovlen} iovecs, {count} replies"
+                );
+                // SAFETY: build_messages pointed msg_iov at `iovlen` live iovecs.
+                let iovs = unsafe { std::slice::from_raw_parts(hdr.msg_iov, iovlen) };
+                let sent: usize = iovs.iter().map(|v| v.iov_len).sum();
+                let replies = &batch.iovs[first..first + count];
+                assert_eq!(sent, replies.iter().map(|v| v.iov_len).sum::<usize>());
+                assert_eq!(iovs[0].iov_base, replies[0].iov_base);
                 (first, count, controllen)
             })
             .collect()
+    }
+
+    /// The iovec counts of each message.
+    fn iovlens(batch: &mut TxBatch) -> Vec<usize> {
+        let n = batch.build_messages(0);
+        // msg_iovlen is size_t on glibc (int on musl).
+        #[allow(clippy::unnecessary_cast)]
+        let v = (0..n)
+            .map(|m| batch.msgs[m].msg_hdr.msg_iovlen as usize)
+            .collect();
+        v
+    }
+
+    #[test]
+    fn a_train_whose_payloads_lie_end_to_end_is_one_iovec() {
+        // A GRO train's datagrams, answered in place: one buffer, end to end.
+        let mut buf = [0u8; 5 * 64];
+        let mut b = TxBatch::new(8, true);
+        let p = peer(11);
+        for d in buf.chunks_mut(64) {
+            b.push(&p, d, None, 0);
+        }
+        assert_eq!(layout(&mut b), vec![(0, 5, cmsg::space(2))]);
+        assert_eq!(iovlens(&mut b), vec![1]);
+
+        // Payloads apart from each other: one iovec each.
+        let mut bufs = [[0u8; 100]; 3];
+        let mut b = TxBatch::new(8, true);
+        for d in bufs.iter_mut() {
+            b.push(&p, &mut d[..64], None, 0);
+        }
+        assert_eq!(iovlens(&mut b), vec![3]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! include/uapi/linux/io_uring.h and io_recvmsg_multishot in io_uring/net.c):
 //!
 //! ```text
-//! | recvmsg_out 16 | name NAME_LEN | control RX_CONTROL_LEN | payload max_datagram |
+//! | recvmsg_out 16 | name NAME_LEN | control RX_CONTROL_LEN | payload (a datagram, or with GRO a train) |
 //! ```
 //!
 //! The reply points straight into that buffer (UDP copies it before
@@ -33,6 +33,12 @@ const PAYLOAD_OFF: usize = CONTROL_OFF + RX_CONTROL_LEN;
 /// The longest wait when the stop eventfd cannot be watched (never seen):
 /// bounds how late a stop is noticed. Normal waits have no timeout.
 const FALLBACK_WAIT: Duration = Duration::from_millis(100);
+/// io_uring_enter's flag to reap completions (include/uapi/linux/io_uring.h).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+/// NAPI busy-poll time per wait with --busy-poll, microseconds (the value
+/// the kernel's documentation suggests for SO_BUSY_POLL).
+const NAPI_BUSY_POLL_USEC: u32 = 50;
+
 /// Longest drain of already-queued datagrams after a stop.
 const DRAIN_LIMIT: Duration = Duration::from_millis(300);
 
@@ -208,7 +214,7 @@ pub fn probe() -> io::Result<()> {
 /// (with no timeout: the stop eventfd's poll is what wakes an idle worker),
 /// then every completion is reflected and the replies leave by sendmmsg.
 pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
-    let buf_size = buffer_size(cfg.max_datagram);
+    let buf_size = buffer_size(cfg.rx_payload_len());
     // Declared before the ring so they are dropped after it: the kernel may
     // touch both until the ring is gone.
     let mut bufs = BufRing::new(cfg.buffers, buf_size)?;
@@ -218,11 +224,27 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         .max(256)
         .max(4 * sq_entries(nsock));
     let mut ring = build_ring(sq_entries(nsock), cq_entries)?;
+    let coalesce_us = match cfg.coalesce_us {
+        Some(_) if !ring.params().is_feature_min_timeout() => {
+            eprintln!("udp-reflector: --coalesce-us: this kernel has no io_uring min-wait (Linux >= 6.12); waiting without it");
+            None
+        }
+        c => c,
+    };
     let (mut submitter, mut sq, mut cq) = ring.split();
     // SAFETY: `bufs` stays mapped until after the ring is dropped (see above).
     unsafe { submitter.register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)? };
     // Saves a file-table lookup per io_uring_enter; optional (5.18+).
     let _ = submitter.register_ring_fd();
+    if cfg.busy_poll {
+        // NAPI busy polling of the devices our sockets receive from (Linux
+        // >= 6.9): it matters on NICs, not on loopback. Optional: an older
+        // kernel refuses it (EINVAL), and workers still poll completions.
+        let mut napi = types::Napi::new()
+            .set_busy_poll_timeout(NAPI_BUSY_POLL_USEC)
+            .set_prefer_busy_poll(true);
+        let _ = submitter.register_napi(&mut napi);
+    }
 
     let stop_poll = opcode::PollAdd::new(types::Fd(engine.stop.fd()), libc::POLLIN as u32)
         .build()
@@ -261,7 +283,26 @@ pub fn run(engine: &mut Engine, cfg: &IoConfig) -> io::Result<()> {
         }
         sq.sync();
         let waited = match (phase, stop_watched) {
-            (Phase::Serve, true) => submitter.submit_and_wait(1),
+            (Phase::Serve, _) if cfg.busy_poll => {
+                // Never sleep: enter with GETEVENTS and min_complete 0, which
+                // runs the deferred task work (DEFER_TASKRUN posts
+                // completions only there) and returns at once.
+                // SAFETY: no argument pointer; the flags are the kernel's.
+                unsafe {
+                    submitter.enter::<libc::sigset_t>(
+                        sq.len() as u32,
+                        0,
+                        IORING_ENTER_GETEVENTS,
+                        None,
+                    )
+                }
+            }
+            (Phase::Serve, true) => match coalesce_us {
+                // Wait up to `us` for a batch of completions, then for one.
+                Some(us) => submitter
+                    .submit_with_args(cfg.batch, &types::SubmitArgs::new().min_wait_usec(us)),
+                None => submitter.submit_and_wait(1),
+            },
             (Phase::Serve, false) => {
                 submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&fallback_ts))
             }

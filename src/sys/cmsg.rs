@@ -21,17 +21,18 @@ pub const fn space(n: usize) -> usize {
 
 /// Control space of every cmsg a listening socket asks for (see
 /// `sys::socket`), for the larger family: IPV6_PKTINFO, SO_RXQ_OVFL,
-/// SCM_TIMESTAMPNS and IPV6_HOPLIMIT. A socket that asks for one more
-/// control message must add it here.
+/// SCM_TIMESTAMPNS, IPV6_HOPLIMIT and UDP_GRO. A socket that asks for one
+/// more control message must add it here.
 pub const RX_CONTROL_NEEDED: usize = space(size_of::<libc::in6_pktinfo>())
     + space(size_of::<u32>())
     + space(size_of::<libc::timespec>())
+    + space(size_of::<libc::c_int>())
     + space(size_of::<libc::c_int>());
 
 /// Control area for received datagrams: what is asked for, with room to
 /// spare; a multiple of 8. A datagram whose control data still does not
 /// fit comes with MSG_CTRUNC and is not answered (`no_reply_ctrunc`).
-pub const RX_CONTROL_LEN: usize = 128;
+pub const RX_CONTROL_LEN: usize = 192;
 
 const _: () = assert!(
     RX_CONTROL_LEN >= RX_CONTROL_NEEDED && RX_CONTROL_LEN % 8 == 0,

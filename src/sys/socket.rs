@@ -20,6 +20,33 @@ pub struct ListenOptions {
     /// SO_INCOMING_CPU: prefer this socket, within its SO_REUSEPORT group,
     /// for packets the kernel processed on this CPU.
     pub incoming_cpu: Option<usize>,
+    /// UDP_GRO: receive a flow's train of datagrams in one read.
+    pub gro: bool,
+    /// SO_BUSY_POLL and SO_PREFER_BUSY_POLL, where permitted.
+    pub busy_poll: bool,
+}
+
+/// SO_BUSY_POLL's value with --busy-poll: how long, in microseconds, a
+/// receive may spin on the device queue (the value the kernel's
+/// documentation suggests, Documentation/networking/napi.rst).
+const BUSY_POLL_USEC: i32 = 50;
+/// SO_PREFER_BUSY_POLL from include/uapi/asm-generic/socket.h (Linux >= 5.11).
+const SO_PREFER_BUSY_POLL: i32 = 69;
+
+/// Checks that this kernel takes UDP_GRO (Linux >= 5.0; ENOPROTOOPT before).
+pub fn probe_gro() -> io::Result<()> {
+    let fd = new_udp_socket(&SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    setsockopt_int(fd.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Says once per process that busy polling on sockets was refused.
+fn warn_busy_poll(e: &io::Error) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "udp-reflector: --busy-poll: SO_BUSY_POLL refused ({e}; it needs CAP_NET_ADMIN); workers still poll without sleeping"
+        )
+    });
 }
 
 /// SO_INCOMING_CPU from include/uapi/asm-generic/socket.h (not in libc).
@@ -173,6 +200,19 @@ pub fn open_listener(addr: &SocketAddr, opts: &ListenOptions) -> Result<OwnedFd,
         }
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+        if opts.gro {
+            setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)?;
+        }
+        if opts.busy_poll {
+            // Raising SO_BUSY_POLL above net.core.busy_read, and preferring
+            // busy polling, need CAP_NET_ADMIN (net/core/sock.c): EPERM
+            // otherwise, which only costs the device-queue polling.
+            let set = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, BUSY_POLL_USEC)
+                .and_then(|()| setsockopt_int(fd, libc::SOL_SOCKET, SO_PREFER_BUSY_POLL, 1));
+            if let Err(e) = set {
+                warn_busy_poll(&e);
+            }
+        }
         if let Some(cpu) = opts.incoming_cpu {
             // Before bind: a reuseport group notes at join time that some
             // member steers by CPU (net/core/sock_reuseport.c).
