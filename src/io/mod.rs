@@ -217,7 +217,7 @@ impl Engine {
         }
         if rx.control_truncated {
             // Its pktinfo may be lost: never answer from a guessed address.
-            c.count_no_reply(NoReply::ControlTruncated);
+            c.no_reply[NoReply::ControlTruncated as usize] += count as u64;
             warn_control_truncated();
             return false;
         }
