@@ -438,6 +438,9 @@ mod tests {
             max_datagram: 64,
             buffers: 8,
             gso: true,
+            gro: true,
+            busy_poll: false,
+            coalesce_us: None,
         };
         let policy = Policy::new(
             &PolicyConfig::default(),
@@ -495,5 +498,79 @@ mod tests {
         // The same datagram with its control data whole is answered.
         assert_eq!(answered(&mut e, &mut name, &mut payload, false), 1);
         e.tx[0].clear();
+    }
+
+    /// A UDP_GRO control message saying "a train of `segment`-byte datagrams".
+    fn gro_cmsg(segment: i32) -> Vec<u8> {
+        let hdr = std::mem::size_of::<libc::cmsghdr>();
+        let mut c = vec![0u8; cmsg::space(4)];
+        c[..8].copy_from_slice(&(hdr + 4).to_ne_bytes());
+        c[8..12].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
+        c[12..16].copy_from_slice(&libc::UDP_GRO.to_ne_bytes());
+        c[hdr..hdr + 4].copy_from_slice(&segment.to_ne_bytes());
+        c
+    }
+
+    /// Hands the engine one read of `len` bytes with `control`.
+    fn read(e: &mut Engine, control: &[u8], payload: &mut [u8], len: usize, cut: bool) {
+        let mut name = peer();
+        e.on_datagram(
+            0,
+            Received {
+                name: &mut name,
+                control,
+                payload,
+                len,
+                wire_len: len,
+                truncated: false,
+                control_truncated: cut,
+            },
+        );
+    }
+
+    #[test]
+    fn a_train_is_counted_and_answered_datagram_by_datagram() {
+        let mut e = engine();
+        let mut buf = [0u8; 64];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        // 10 + 10 + 5 bytes in one read.
+        read(&mut e, &gro_cmsg(10), &mut buf, 25, false);
+        let c = e.counters;
+        assert_eq!((c.rx_packets, c.rx_bytes, c.rx_trains), (3, 25, 1));
+        assert_eq!(e.tx[0].len(), 3, "one reply per datagram");
+        e.tx[0].clear();
+
+        // The engine's limit is 64 bytes: a train of two 70-byte datagrams
+        // is truncated, twice.
+        let mut big = [0u8; 140];
+        read(&mut e, &gro_cmsg(70), &mut big, 140, false);
+        let c = e.counters;
+        assert_eq!((c.rx_packets, c.truncated, c.rx_trains), (5, 2, 2));
+        assert_eq!(e.tx[0].len(), 0);
+
+        // Cut control data: each datagram of the train is refused.
+        read(&mut e, &gro_cmsg(10), &mut buf, 30, true);
+        let c = e.counters;
+        assert_eq!(c.no_reply[NoReply::ControlTruncated as usize], 3);
+        assert_eq!(c.rx_packets, 8);
+        assert_eq!(e.tx[0].len(), 0);
+        // Every datagram in one outcome, but the first train's three
+        // replies, cleared unsent above.
+        assert_eq!(c.outcomes() + 3, c.rx_packets);
+    }
+
+    #[test]
+    fn a_train_longer_than_the_batch_is_sent_as_the_batch_fills() {
+        let mut e = engine();
+        // 20 datagrams of 3 bytes, batch of 8: two flushes inside, 4 left.
+        let mut buf = [7u8; 60];
+        read(&mut e, &gro_cmsg(3), &mut buf, 60, false);
+        assert_eq!(e.counters.rx_packets, 20);
+        assert_eq!(e.counters.tx_packets, 16, "{:?}", e.counters);
+        assert_eq!(e.tx[0].len(), 4);
+        e.flush();
+        assert_eq!(e.counters.tx_packets, 20);
     }
 }
