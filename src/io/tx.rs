@@ -447,7 +447,8 @@ mod tests {
         let mut b = TxBatch::new(8, true);
         let p = peer(11);
         for d in buf.chunks_mut(64) {
-            b.push(&p, d, None, 0);
+            // SAFETY: `buf` outlives the batch's use of it (built, not sent).
+            unsafe { b.push(&p, d, None, 0) };
         }
         assert_eq!(layout(&mut b), vec![(0, 5, cmsg::space(2))]);
         assert_eq!(iovlens(&mut b), vec![1]);
@@ -456,7 +457,8 @@ mod tests {
         let mut bufs = [[0u8; 100]; 3];
         let mut b = TxBatch::new(8, true);
         for d in bufs.iter_mut() {
-            b.push(&p, &mut d[..64], None, 0);
+            // SAFETY: `bufs` outlives the batch's use of it (built, not sent).
+            unsafe { b.push(&p, &mut d[..64], None, 0) };
         }
         assert_eq!(iovlens(&mut b), vec![3]);
     }
