@@ -59,6 +59,8 @@ mod hgrm;
 mod intervals;
 mod latency;
 pub mod merge;
+#[cfg(test)]
+mod proptests;
 mod protocol;
 mod report;
 mod socket;

@@ -576,4 +576,148 @@ mod tests {
         e.flush();
         assert_eq!(e.counters.tx_packets, 20);
     }
+
+    /// `PROPTEST_CASES`, or 10^4.
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000)
+    }
+
+    thread_local! {
+        /// One engine per mode for every case of a property (an engine's
+        /// latency histogram is large to allocate).
+        static ENGINES: std::cell::RefCell<Vec<(Mode, Engine)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn with_engine<T>(mode: Mode, f: impl FnOnce(&mut Engine) -> T) -> T {
+        ENGINES.with_borrow_mut(|engines| {
+            if !engines.iter().any(|(m, _)| *m == mode) {
+                let mut e = engine();
+                e.sockets[0].mode = mode;
+                engines.push((mode, e));
+            }
+            let (_, e) = engines
+                .iter_mut()
+                .find(|(m, _)| *m == mode)
+                .expect("made above");
+            f(e)
+        })
+    }
+
+    /// One received datagram, as arbitrary as the kernel could make it and
+    /// then some: any peer bytes, any control bytes, any payload, cut or not.
+    #[derive(Debug, Clone)]
+    struct RandomDatagram {
+        name: Vec<u8>,
+        control: Vec<u8>,
+        payload: Vec<u8>,
+        spare: usize,
+        wire_extra: usize,
+        truncated: bool,
+        control_truncated: bool,
+    }
+
+    fn arbitrary_datagram() -> impl proptest::strategy::Strategy<Value = RandomDatagram> {
+        use proptest::{collection::vec, prelude::*};
+        let v4 = |ip: [u8; 4], port: u16| {
+            let mut b = vec![0u8; 16];
+            b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&port.to_be_bytes());
+            b[4..8].copy_from_slice(&ip);
+            b
+        };
+        let name = prop_oneof![
+            vec(any::<u8>(), 0..40),
+            // Only addresses a test may send to, and those the policy refuses.
+            (
+                proptest::sample::select(vec![
+                    [127, 0, 0, 1],
+                    [198, 51, 100, 7],
+                    [203, 0, 113, 9],
+                    [0, 0, 0, 0],
+                    [255, 255, 255, 255],
+                    [224, 0, 0, 1],
+                ]),
+                any::<u16>()
+            )
+                .prop_map(move |(ip, p)| v4(ip, p)),
+            (any::<u16>()).prop_map(move |p| v4([127, 0, 0, 1], p)),
+        ];
+        (
+            name,
+            vec(any::<u8>(), 0..160),
+            vec(any::<u8>(), 0..120),
+            0usize..64,
+            0usize..3,
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(name, control, payload, spare, wire_extra, truncated, control_truncated)| {
+                    RandomDatagram {
+                        name,
+                        control,
+                        payload,
+                        spare,
+                        wire_extra,
+                        truncated,
+                        control_truncated,
+                    }
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases()))]
+
+        /// RandomDatagram datagrams with arbitrary control bytes, in every mode:
+        /// never a panic, and every datagram ends in exactly one outcome
+        /// (queued replies stand for tx until the flush), its bytes counted.
+        #[test]
+        fn every_datagram_ends_in_one_outcome(
+            mode in proptest::sample::select(
+                vec![Mode::Echo, Mode::Discard, Mode::Sockperf, Mode::Stamp]
+            ),
+            batch in proptest::collection::vec(arbitrary_datagram(), 1..6),
+        ) {
+            let mut bufs: Vec<RandomDatagram> = batch.clone();
+            let mut wire = 0u64;
+            let (c, queued) = with_engine(mode, |e| {
+                let before = e.counters;
+                for d in &mut bufs {
+                    let len = d.payload.len();
+                    d.payload.resize(len + d.spare, 0xa5);
+                    let wire_len = len + if d.truncated { d.wire_extra + 1 } else { 0 };
+                    wire += wire_len as u64;
+                    // SAFETY: nothing is flushed; the batch is cleared below
+                    // while every payload is alive.
+                    unsafe {
+                        e.on_datagram(
+                            0,
+                            Received {
+                                name: &mut d.name,
+                                control: &d.control,
+                                payload: &mut d.payload,
+                                len,
+                                wire_len,
+                                truncated: d.truncated,
+                                control_truncated: d.control_truncated,
+                            },
+                        )
+                    };
+                }
+                let queued = e.tx[0].len() as u64;
+                e.tx[0].clear();
+                (e.counters.since(&before), queued)
+            });
+            proptest::prop_assert_eq!(c.rx_packets, batch.len() as u64);
+            proptest::prop_assert_eq!(c.rx_bytes, wire);
+            let outcomes =
+                queued + c.tx_dropped + c.tx_errors + c.truncated + c.no_reply_total();
+            proptest::prop_assert_eq!(c.rx_packets, outcomes);
+        }
+    }
 }
