@@ -679,7 +679,27 @@ fn copy_into(rootfs: &Path, file: &Path) {
 /// libraries) carrying the file capability the Dockerfile gives it, user
 /// 65534, Docker's default capabilities, a read-only root, the network
 /// namespace `netns`, and `seccomp` (a Docker-format profile).
-fn oci_bundle(dir: &Path, netns: &str, seccomp: &serde_json::Value, file_cap: bool, args: &[&str]) {
+/// The process's privileges in a container: its capability sets (bounding,
+/// effective, permitted) and no_new_privs.
+struct Privileges<'a> {
+    caps: &'a [&'a str],
+    no_new_privs: bool,
+}
+
+/// What Docker gives a container by default.
+const DOCKER: Privileges = Privileges {
+    caps: &DOCKER_CAPS,
+    no_new_privs: false,
+};
+
+fn oci_bundle(
+    dir: &Path,
+    netns: &str,
+    seccomp: &serde_json::Value,
+    privileges: &Privileges,
+    file_cap: bool,
+    args: &[&str],
+) {
     let rootfs = dir.join("rootfs");
     if !rootfs.exists() {
         for d in ["proc", "dev", "sys", "tmp", "usr/local/bin"] {
@@ -715,9 +735,10 @@ fn oci_bundle(dir: &Path, netns: &str, seccomp: &serde_json::Value, file_cap: bo
             "env": ["PATH=/usr/local/bin"],
             "cwd": "/",
             "capabilities": {
-                "bounding": DOCKER_CAPS, "effective": DOCKER_CAPS, "permitted": DOCKER_CAPS,
+                "bounding": privileges.caps, "effective": privileges.caps,
+                "permitted": privileges.caps,
             },
-            "noNewPrivileges": false,
+            "noNewPrivileges": privileges.no_new_privs,
         },
         "root": {"path": "rootfs", "readonly": true},
         "hostname": "udp-reflector",
@@ -734,7 +755,7 @@ fn oci_bundle(dir: &Path, netns: &str, seccomp: &serde_json::Value, file_cap: bo
                 {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
                 {"type": "network", "path": format!("/run/netns/{netns}")},
             ],
-            "seccomp": oci_seccomp(seccomp, &DOCKER_CAPS),
+            "seccomp": oci_seccomp(seccomp, privileges.caps),
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
@@ -783,7 +804,14 @@ fn docker_image_under_runc_uses_uring_with_our_profile_and_falls_back_under_the_
         ("deploy/docker/seccomp-io-uring.json", "uring"),
         ("deploy/docker/seccomp-default.upstream.json", "mmsg"),
     ] {
-        oci_bundle(&bundle, &ns.name, &json_file(&repo(profile)), true, &args);
+        oci_bundle(
+            &bundle,
+            &ns.name,
+            &json_file(&repo(profile)),
+            &DOCKER,
+            true,
+            &args,
+        );
         let id = format!("urt-{}-{backend}", std::process::id());
         let mut cmd = runc_command(&state, &bundle, &id);
         let r = match common::Reflector::start(&mut cmd).unwrap() {
@@ -824,6 +852,7 @@ fn docker_image_under_runc_uses_uring_with_our_profile_and_falls_back_under_the_
         &bundle,
         &ns.name,
         &json_file(&repo("deploy/docker/seccomp-io-uring.json")),
+        &DOCKER,
         false,
         &args,
     );
@@ -1040,5 +1069,463 @@ fn dockerfile_exposes_and_probes_what_the_default_command_serves() {
         unhealthy.stderr.contains("--max-loss"),
         "{}",
         unhealthy.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Kubernetes
+
+/// Debian's python3, which sees Debian's python3-kubernetes and
+/// python3-yaml (a python3 earlier on PATH may be another one).
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// Whether Debian's python3 has the Kubernetes client and YAML; else a
+/// printed reason.
+fn k8s_python() -> bool {
+    let ok = Command::new(DEBIAN_PYTHON)
+        .args(["-c", "import kubernetes, yaml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip(
+            Need::Tools,
+            "python3-kubernetes (with python3-yaml) is not installed",
+        );
+    }
+    ok
+}
+
+/// Every YAML document of a manifest, as JSON.
+fn manifest(path: &str) -> Vec<serde_json::Value> {
+    let o = Command::new(DEBIAN_PYTHON)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(repo(path))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// "32Mi" -> bytes.
+fn quantity_bytes(q: &str) -> u64 {
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    let mul = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        u => panic!("unit {u} in {q}"),
+    };
+    n.parse::<u64>().unwrap() * mul
+}
+
+#[test]
+fn kubernetes_manifests_are_valid_api_objects() {
+    if !k8s_python() {
+        return;
+    }
+    let validate = |files: &[PathBuf]| {
+        Command::new(DEBIAN_PYTHON)
+            .arg(repo("tests/k8s_validate.py"))
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let files = [
+        repo("deploy/kubernetes/daemonset.yaml"),
+        repo("deploy/kubernetes/bench-job.yaml"),
+    ];
+    let o = validate(&files);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches(": valid").count(), 3, "{}", text(&o));
+    // The validator sees a misspelt field and a wrong type.
+    let dir = TempDir::new("k8s-bad");
+    let good = fs::read_to_string(&files[0]).unwrap();
+    for (from, to) in [
+        ("imagePullPolicy:", "imagePulPolicy:"),
+        ("containerPort: 862", "containerPort: \"862\""),
+    ] {
+        let bad = dir.0.join("bad.yaml");
+        fs::write(&bad, good.replacen(from, to, 1)).unwrap();
+        let o = validate(&[bad]);
+        assert!(
+            !o.status.success() && text(&o).contains("INVALID"),
+            "{to}: {}",
+            text(&o)
+        );
+    }
+}
+
+/// The DaemonSet's container, with its pod spec.
+fn daemonset_container() -> (serde_json::Value, serde_json::Value) {
+    let docs = manifest("deploy/kubernetes/daemonset.yaml");
+    let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    let pod = ds["spec"]["template"]["spec"].clone();
+    (pod["containers"][0].clone(), pod)
+}
+
+#[test]
+fn kubernetes_daemonset_pulls_locally_and_may_bind_862() {
+    if !k8s_python() {
+        return;
+    }
+    let (c, pod) = daemonset_container();
+    assert_eq!(
+        c["imagePullPolicy"], "IfNotPresent",
+        "a loaded image is used, never pulled"
+    );
+    assert!(!c["image"].as_str().unwrap().ends_with(":latest"));
+    assert_eq!(pod["hostNetwork"], true);
+    // ports == what the args listen on.
+    let mut listened: Vec<u64> = strings(&c["args"])
+        .iter()
+        .filter_map(|a| a.strip_prefix("--listen="))
+        .map(|l| {
+            l.split(',')
+                .next()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    listened.sort_unstable();
+    listened.dedup();
+    let mut ports: Vec<u64> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|p| assert_eq!(p["protocol"], "UDP"))
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, listened);
+    assert!(ports.contains(&862));
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(strings(&sc["capabilities"]["add"]), ["NET_BIND_SERVICE"]);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+
+    // Run the image's binary with exactly that securityContext under runc:
+    // user 65534, only the added capability in its sets (as containerd puts
+    // it: bounding, permitted, effective), no_new_privs as
+    // allowPrivilegeEscalation says, the runtime's default seccomp profile.
+    // Without the added capability the same container does not even start.
+    if !prerequisites(&["runc", "setcap", "ldd", "ip"]) {
+        return;
+    }
+    assert_eq!(sc["runAsUser"], 65534, "the bundle below runs as 65534");
+    let no_new_privs = !sc["allowPrivilegeEscalation"].as_bool().unwrap_or(true);
+    let ns = common::NetNs::create("k8s-sc").expect("a network namespace");
+    let dir = TempDir::new("k8s-sc");
+    let (state, bundle) = (dir.0.join("state"), dir.0.join("bundle"));
+    fs::create_dir_all(&bundle).unwrap();
+    let args = [
+        "serve",
+        "--json",
+        "--workers",
+        "1",
+        "--listen",
+        "0.0.0.0:862,mode=stamp",
+    ];
+    let default_profile = json_file(&repo("deploy/docker/seccomp-default.upstream.json"));
+    for (caps, binds) in [(&["CAP_NET_BIND_SERVICE"][..], true), (&[][..], false)] {
+        let privileges = Privileges { caps, no_new_privs };
+        oci_bundle(
+            &bundle,
+            &ns.name,
+            &default_profile,
+            &privileges,
+            true,
+            &args,
+        );
+        let id = format!("urt-{}-k8s-{binds}", std::process::id());
+        let mut cmd = runc_command(&state, &bundle, &id);
+        match common::Reflector::start(&mut cmd).unwrap() {
+            common::Started::Listening(r) => {
+                assert!(binds, "bound 862 without NET_BIND_SERVICE");
+                let reply = std::thread::scope(|s| {
+                    s.spawn(|| {
+                        ns.enter_current_thread().unwrap();
+                        ask("127.0.0.1:862", &stamp_packet())
+                    })
+                    .join()
+                });
+                let out = r.stop();
+                assert_eq!(reply.map(|r| r.len()).ok(), Some(44), "{out:#?}");
+                assert_eq!(out.status.code(), Some(0));
+            }
+            common::Started::Exited(o) => {
+                assert!(
+                    !binds,
+                    "the manifest's securityContext cannot bind 862: {o:#?}"
+                );
+                // The kernel refuses to exec a binary whose file capability
+                // the container cannot grant: the pod would not start.
+                assert_ne!(o.status.code(), Some(0), "{o:#?}");
+                assert!(o.stderr.contains("operation not permitted"), "{}", o.stderr);
+            }
+        }
+    }
+}
+
+/// Starts the DaemonSet's container command (WORKERS = its CPU request) in
+/// a network namespace of its own.
+fn start_daemonset_args(ns: &common::NetNs, c: &serde_json::Value) -> common::Reflector {
+    let cpu = c["resources"]["requests"]["cpu"].as_str().unwrap();
+    let workers: u64 = cpu.parse().expect("a whole number of cores");
+    let args: Vec<String> = strings(&c["args"])
+        .into_iter()
+        .map(|a| a.replace("$(WORKERS)", &workers.to_string()))
+        .filter(|a| a != "--json")
+        .collect();
+    let mut cmd = common::serve_command(args.iter().skip(1).chain([&"--json".to_string()]));
+    ns.apply(&mut cmd).unwrap();
+    match common::Reflector::start(&mut cmd).unwrap() {
+        common::Started::Listening(r) => {
+            assert_eq!(
+                r.listening["cpus"].as_array().unwrap().len() as u64,
+                workers
+            );
+            r
+        }
+        common::Started::Exited(o) => panic!("the DaemonSet's args do not start: {o:#?}"),
+    }
+}
+
+#[test]
+fn kubernetes_daemonset_fits_its_memory_limit_and_its_probe_sees_the_echo() {
+    if !k8s_python() {
+        return;
+    }
+    let (c, _) = daemonset_container();
+    let env = &c["env"][0];
+    assert_eq!(env["name"], "WORKERS");
+    assert_eq!(
+        env["valueFrom"]["resourceFieldRef"]["resource"],
+        "requests.cpu"
+    );
+    assert!(strings(&c["args"]).contains(&"--workers=$(WORKERS)".to_string()));
+    let workers: usize = c["resources"]["requests"]["cpu"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        c["resources"]["requests"], c["resources"]["limits"],
+        "Guaranteed QoS"
+    );
+    let limit = quantity_bytes(c["resources"]["limits"]["memory"].as_str().unwrap());
+    assert_eq!(
+        limit,
+        (16 + 8 * workers as u64) << 20,
+        "the formula in the comment"
+    );
+    if !common::is_root() {
+        skip(
+            Need::Netns,
+            "needs root to serve the DaemonSet's ports in a namespace",
+        );
+        return;
+    }
+    if common::usable_cpus() < workers {
+        skip(
+            Need::Cpus,
+            format!("the CPU request asks for {workers} workers"),
+        );
+        return;
+    }
+    let ns = common::NetNs::create("k8s-ds").expect("a network namespace");
+    let r = start_daemonset_args(&ns, &c);
+    let pid = r.proc.pid();
+    // The worst case for memory: every buffer of every worker touched, by
+    // jumbo datagrams to both modes.
+    let bench = |args: &[&str]| {
+        let mut b = Command::new(common::BIN);
+        b.arg("bench")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        ns.apply(&mut b).unwrap();
+        common::run_to_exit(&mut b, Duration::from_secs(15)).unwrap()
+    };
+    bench(&[
+        "--target",
+        "127.0.0.1:7007",
+        "--rate",
+        "0",
+        "--size",
+        "9000",
+        "--flows",
+        "16",
+        "--duration",
+        "1",
+    ]);
+    bench(&[
+        "--target",
+        "[::1]:7007",
+        "--rate",
+        "0",
+        "--size",
+        "9000",
+        "--flows",
+        "16",
+        "--duration",
+        "0.5",
+    ]);
+    bench(&[
+        "--target",
+        "127.0.0.1:862",
+        "--stamp",
+        "--size",
+        "9000",
+        "--rate",
+        "0",
+        "--flows",
+        "16",
+        "--duration",
+        "0.5",
+    ]);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!(
+        "peak RSS with {workers} workers: {hwm_kb} kB, limit {} kB",
+        limit >> 10
+    );
+    assert!(
+        hwm_kb << 10 <= limit,
+        "peak RSS {hwm_kb} kB is above the limit {limit} B"
+    );
+
+    // The readiness probe, as the kubelet runs it in the pod (host network).
+    let probe_cmd = strings(&c["readinessProbe"]["exec"]["command"]);
+    assert_eq!(probe_cmd[0], "/usr/local/bin/udp-reflector");
+    let probe = || {
+        let mut p = Command::new(common::BIN);
+        p.args(&probe_cmd[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        ns.apply(&mut p).unwrap();
+        common::run_to_exit(&mut p, Duration::from_secs(10)).unwrap()
+    };
+    let ready = probe();
+    assert_eq!(ready.status.code(), Some(0), "{ready:#?}");
+    let j: serde_json::Value = serde_json::from_str(&ready.stdout[0]).unwrap();
+    assert!(j["received"].as_u64().unwrap() > 0, "echoes came back: {j}");
+    assert_eq!(r.stop().status.code(), Some(0));
+    let not_ready = probe();
+    assert_eq!(not_ready.status.code(), Some(1), "{not_ready:#?}");
+}
+
+/// The awk program README gives to split a bench pod's log into its files.
+const SPLIT_LOG: &str = "/^--- /{f=$2; next} f{print > f}";
+
+#[test]
+fn kubernetes_bench_job_pods_merge_into_one_report() {
+    if !k8s_python() {
+        return;
+    }
+    let job = &manifest("deploy/kubernetes/bench-job.yaml")[0];
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(spec["parallelism"], spec["completions"]);
+    let c = &spec["template"]["spec"]["containers"][0];
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(strings(&c["command"]), ["/bin/sh", "-c"]);
+    let script = strings(&c["args"])[0].clone();
+    let readme = fs::read_to_string(repo("README.md")).unwrap();
+    assert!(
+        readme.contains(SPLIT_LOG),
+        "README splits the logs another way"
+    );
+    assert!(readme.contains("udp-reflector bench merge bench-*.json bench-*.hlog"));
+
+    // Two pods' worth, on loopback: the script as the Job runs it (its
+    // /tmp made ours), udp-reflector on PATH, the Job's env but a short run.
+    let mut cmd = common::serve_command(["--json", "--listen", "127.0.0.1:0", "--workers", "1"]);
+    let r = match common::Reflector::start(&mut cmd).unwrap() {
+        common::Started::Listening(r) => r,
+        common::Started::Exited(o) => panic!("{o:#?}"),
+    };
+    let dir = TempDir::new("k8s-job");
+    let bin = dir.0.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(common::BIN, bin.join("udp-reflector")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = script.replace("/tmp/", &format!("{}/", dir.0.display()));
+    for index in 0..2 {
+        let log = Command::new("sh")
+            .args(["-c", &script])
+            .env("PATH", &path)
+            .env("TARGET", r.addr().to_string())
+            .env("RATE", "2000")
+            .env("DURATION", "0.5")
+            .env("FLOWS", "2")
+            .env("JOB_COMPLETION_INDEX", index.to_string())
+            .current_dir(&dir.0)
+            .output()
+            .unwrap();
+        assert!(log.status.success(), "pod {index}: {}", text(&log));
+        let split = Command::new("awk")
+            .arg(SPLIT_LOG)
+            .current_dir(&dir.0)
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut a| {
+                a.stdin.take().unwrap().write_all(&log.stdout)?;
+                a.wait()
+            })
+            .unwrap();
+        assert!(split.success());
+    }
+    r.stop();
+    let runs: Vec<serde_json::Value> = (0..2)
+        .map(|i| json_file(&dir.0.join(format!("bench-{i}.json"))))
+        .collect();
+    let merged = Command::new("sh")
+        .args([
+            "-c",
+            "udp-reflector bench merge --json bench-*.json bench-*.hlog",
+        ])
+        .env("PATH", &path)
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    assert!(merged.status.success(), "{}", text(&merged));
+    let m: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    let sum = |k: &str| runs.iter().map(|j| j[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(m["sent"].as_u64(), Some(sum("sent")), "{m}");
+    assert_eq!(m["received"].as_u64(), Some(sum("received")), "{m}");
+    assert_eq!(
+        m["rtt_us"]["count"].as_u64(),
+        Some(sum("received")),
+        "from both logs: {m}"
     );
 }
