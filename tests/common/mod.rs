@@ -129,6 +129,11 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.env("RUST_BACKTRACE", "1");
+    // Test reflectors come and go by the hundred on ephemeral ports: in a
+    // shared registry, a client could get the port of one that just exited
+    // while another still refuses it (for up to a second). Tests of the
+    // registry pass --registry DIR.
+    cmd.env("UDP_REFLECTOR_REGISTRY", "off");
     cmd
 }
 
