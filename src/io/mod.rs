@@ -426,13 +426,12 @@ pub fn warn_tx_error(e: &io::Error) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policy::{PolicyConfig, PortSet, SharedPorts};
 
     /// An engine with one echo socket (a loopback UDP socket of its own).
     fn engine() -> Engine {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let cfg = IoConfig {
             batch: 8,
             max_datagram: 64,
@@ -442,16 +441,29 @@ mod tests {
             busy_poll: false,
             coalesce_us: None,
         };
+        engine_with(
+            std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+            &cfg,
+            Stop::new().unwrap(),
+        )
+    }
+
+    /// An engine that echoes on `sock`, sized by `cfg`, stopped by `stop`.
+    pub(crate) fn engine_with(
+        sock: std::net::UdpSocket,
+        cfg: &IoConfig,
+        stop: Arc<Stop>,
+    ) -> Engine {
         let policy = Policy::new(
             &PolicyConfig::default(),
             SharedPorts::new(PortSet::default(), PortSet::default()),
         );
         Engine::new(
             vec![Socket::new(OwnedFd::from(sock), Mode::Echo)],
-            &cfg,
+            cfg,
             Arc::new(SharedCounters::default()),
             Arc::new(LiveSlot::default()),
-            Stop::new().unwrap(),
+            stop,
             policy,
         )
     }
