@@ -208,8 +208,12 @@ pub struct ServeArgs {
     /// that two of them on different ports never answer each other ("off":
     /// do not take part). Default: /run/udp-reflector as root, else
     /// $XDG_RUNTIME_DIR/udp-reflector.
-    #[arg(long, value_name = "DIR|off", help_heading = "Source policy",
-          env = "UDP_REFLECTOR_REGISTRY")]
+    #[arg(
+        long,
+        value_name = "DIR|off",
+        help_heading = "Source policy",
+        env = "UDP_REFLECTOR_REGISTRY"
+    )]
     pub registry: Option<std::path::PathBuf>,
 
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a

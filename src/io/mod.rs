@@ -252,6 +252,11 @@ impl Engine {
             ttl: control.ttl,
         };
         let Some(g) = segment else {
+            // A caller that reads more datagrams than a batch holds (mmsg
+            // slots after a train filled part of the batch) gets room here.
+            if self.tx[sock].is_full() {
+                self.flush_socket(sock);
+            }
             // SAFETY: forwarded to our caller (see `# Safety`).
             unsafe { self.reflect_one(sock, rx.name, rx.payload, rx.len, &meta, &control) };
             return self.tx[sock].is_full();
@@ -574,6 +579,26 @@ pub(crate) mod tests {
         // Every datagram in one outcome, but the first train's three
         // replies, cleared unsent above.
         assert_eq!(c.outcomes() + 3, c.rx_packets);
+    }
+
+    /// mmsg reads a batch's worth of slots and flushes after them all: a
+    /// train that filled most of the batch, then single datagrams, must
+    /// find room (this panicked in TxBatch::push under an overload soak).
+    #[test]
+    fn single_datagrams_after_a_train_find_room_in_the_batch() {
+        let mut e = engine();
+        let mut train = [7u8; 18];
+        read(&mut e, &gro_cmsg(3), &mut train, 18, false); // 6 of 8
+        let mut singles = [[1u8; 4]; 4];
+        for p in &mut singles {
+            read(&mut e, &[], p, 4, false);
+        }
+        let c = e.counters;
+        assert_eq!(c.rx_packets, 10);
+        assert_eq!(c.tx_packets + e.tx[0].len() as u64, 10, "{c:?}");
+        e.flush();
+        assert_eq!(e.counters.tx_packets, 10);
+        assert_eq!(e.counters.outcomes(), e.counters.rx_packets);
     }
 
     #[test]
