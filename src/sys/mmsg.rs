@@ -126,28 +126,27 @@ impl RecvSlots {
     /// blocking (MSG_DONTWAIT | MSG_TRUNC); returns how many. EAGAIN is an
     /// error here: callers decide what it means.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let has_names = !self.names.is_empty();
+        let control_len = self.control_len;
+        let mut names = self.names.chunks_exact_mut(NAME_LEN);
+        let mut controls = self.control.chunks_exact_mut(control_len.max(1));
         let payloads = self.payload.chunks_mut(self.stride);
-        for (i, (payload, (iov, m))) in payloads
-            .zip(self.iovs.iter_mut().zip(&mut self.msgs))
-            .enumerate()
-        {
-            *iov = libc::iovec {
-                iov_base: payload.as_mut_ptr().cast(),
-                iov_len: payload.len(),
-            };
-            *m = empty_mmsghdr();
+        for ((payload, iov), m) in payloads.zip(&mut self.iovs).zip(&mut self.msgs) {
+            iov.iov_base = payload.as_mut_ptr().cast();
+            iov.iov_len = payload.len();
+            // Only the fields set here are ever non-zero (the kernel writes
+            // back lengths and flags), so the headers are not cleared.
             let h = &mut m.msg_hdr;
-            if has_names {
-                h.msg_name = self.names[i * NAME_LEN..].as_mut_ptr().cast();
+            if let Some(name) = names.next() {
+                h.msg_name = name.as_mut_ptr().cast();
                 h.msg_namelen = NAME_LEN as libc::socklen_t;
             }
             h.msg_iov = iov;
             h.msg_iovlen = 1;
-            if self.control_len > 0 {
-                h.msg_control = self.control[i * self.control_len..].as_mut_ptr().cast();
-                h.msg_controllen = self.control_len as _;
+            if let Some(control) = controls.next() {
+                h.msg_control = control.as_mut_ptr().cast();
+                h.msg_controllen = control_len as _;
             }
+            h.msg_flags = 0;
         }
         // SAFETY: every header points at its own slot's payload, name and
         // control areas, of the lengths it states, all inside buffers that
