@@ -1,11 +1,14 @@
 //! The pure hot paths: decoding what the kernel wrote into a completion,
-//! building a reply batch with its cmsgs, and recording a latency sample.
+//! building a reply batch with its cmsgs, recording a latency sample, and
+//! what a flush pays for live latency (crate::live): nothing asked, and a
+//! hand-over.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use udp_reflector::{
     io::tx::TxBatch,
+    live::LiveSlot,
     reflect::{reflect, Mode, RxMeta},
     stats::{new_latency_histogram, record_latency},
     sys::cmsg::{self, PktInfo},
@@ -95,10 +98,34 @@ fn record_latency_sample(c: &mut Criterion) {
     g.finish();
 }
 
+/// A flush's share of live latency: when nobody asked (every flush), and a
+/// hand-over of 1000 samples (at most once per collection: per interval
+/// line or scrape).
+fn live_latency_flush(c: &mut Criterion) {
+    let slot = LiveSlot::default();
+    let mut local = new_latency_histogram();
+    let mut g = c.benchmark_group("live_latency_after_flush");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("not_asked", |b| {
+        b.iter(|| slot.after_flush(black_box(&mut local)))
+    });
+    g.bench_function("hand_over_1000_samples", |b| {
+        b.iter(|| {
+            for i in 0..1000u64 {
+                record_latency(&mut local, 0, 5_000 + i * 97);
+            }
+            slot.request();
+            slot.after_flush(black_box(&mut local));
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     decode_completion,
     build_reply_batch,
-    record_latency_sample
+    record_latency_sample,
+    live_latency_flush
 );
 criterion_main!(benches);

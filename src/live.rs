@@ -66,6 +66,12 @@ impl LiveSlot {
         self.tid.store(wake::current_tid(), Ordering::Release);
     }
 
+    /// Asks the worker to hand over at its next flush (what [`LatencyHub::collect`]
+    /// does first).
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+    }
+
     /// Worker side, at the end of each flush: hands `local` over when asked.
     #[inline]
     pub fn after_flush(&self, local: &mut Histogram<u64>) {
@@ -142,7 +148,7 @@ impl LatencyHub {
             .filter(|s| s.pending.load(Ordering::Relaxed) > 0)
             .collect();
         for s in &asked {
-            s.requested.store(true, Ordering::Release);
+            s.request();
         }
         let started = Instant::now();
         let mut next_wake = started + WAKE_AFTER;
