@@ -61,7 +61,7 @@ pub(crate) mod error;
 pub(crate) mod hostdrops;
 #[allow(unsafe_code)]
 pub mod io;
-pub(crate) mod live;
+pub mod live;
 pub(crate) mod metrics;
 pub(crate) mod output;
 pub(crate) mod parse;
