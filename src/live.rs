@@ -29,8 +29,10 @@ use hdrhistogram::Histogram;
 
 use crate::{stats::new_latency_histogram, sys::wake};
 
-/// How long a collection waits for the workers to hand over.
-const COLLECT_LIMIT: Duration = Duration::from_millis(50);
+/// How long a collection waits for the workers to hand over (the reporting
+/// thread waits this long at most; a worker that was not scheduled in time,
+/// on a loaded machine, hands over to the next collection).
+const COLLECT_LIMIT: Duration = Duration::from_millis(100);
 /// A worker that has not answered this soon is asleep: wake it.
 const WAKE_AFTER: Duration = Duration::from_millis(2);
 /// Repeat the wake at this pace (a signal can land just before the worker

@@ -452,8 +452,9 @@ fn interval_lines_carry_latency_and_time_and_add_up_to_the_summary(backend: &'st
         echo(r.addr(), 100);
         thread::sleep(Duration::from_millis(250));
     }
-    // Two quiet intervals: the last samples are handed over.
-    thread::sleep(Duration::from_millis(500));
+    // Quiet intervals: the last samples are handed over (a collection
+    // waits at most 100 ms for a worker; a loaded machine may need two).
+    thread::sleep(Duration::from_millis(1000));
     let out = r.stop();
     let after = SystemTime::now()
         .duration_since(UNIX_EPOCH)
