@@ -92,6 +92,8 @@ def main():
             for size in SIZES:
                 s.step(s.rtt_step, rnd, size)
             s.step(s.sockperf_step, rnd, 64)
+            s.step(s.trains_step, rnd)
+            s.step(s.busy_rtt_step, rnd)
             write_csv(s.rows, outdir / "raw.csv")  # partial results survive a crash
         s.step(s.rss)
         if args.profile:

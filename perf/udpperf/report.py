@@ -9,8 +9,9 @@ import socket
 import statistics
 from pathlib import Path
 
-from .common import (CLK_TCK, CPU_ORDER, CPU_RATE, FLOWS, LOAD_CPU, LOSS_LIMIT, ORDER,
-                     REFLECTOR_CPU, REFLECTORS, RSS_LIMIT_MIB, SIZES)
+from .common import (BUSY_RTT_ORDER, CLK_TCK, CPU_ORDER, CPU_RATE, FLOWS, LOAD_CPU,
+                     LOSS_LIMIT, ORDER, REFLECTOR_CPU, REFLECTORS, RSS_LIMIT_MIB, SIZES,
+                     TRAINS_ORDER)
 
 # --------------------------------------------------------------------------
 # Results
@@ -207,7 +208,9 @@ def summarize(rows, meta):
       f"echoed within {p['timeout_s']} s. Per round, the best is the highest reflected rate "
       f"among that round's runs with at most 0.1% loss; the table gives the median over rounds "
       f"(a round with no such run counts 0). \u2265: in every round that best was also the "
-      f"highest load bench offered, so the reflector's own limit is higher.\n")
+      f"highest load bench offered, so the reflector's own limit is higher. udp-reflector "
+      f"runs with `--no-gro` here: one datagram per read, like the C baseline (bench's GSO "
+      f"trains are cut into datagrams at the socket); trains have their own section.\n")
     probe = {(r["size"], r["gso"]): r["pps_sent"] for r in rows
              if r["experiment"] == "probe" and "error" not in r}
     for size in SIZES:
@@ -259,6 +262,51 @@ def summarize(rows, meta):
       f"(it also counts warmup drops): the datagrams were dropped at the reflector's receive "
       f"queue (default SO_RCVBUF, net.core.rmem_default = {meta['rmem_default']}"
       f" bytes), not in bench or in the network stack. Every point is plotted in rate.png.\n")
+
+    # Trains.
+    tr = [r for r in rows if r["experiment"] == "trains" and "error" not in r]
+    if tr:
+        w("## Trains: 64-byte datagrams in GSO trains, read with GRO\n")
+        w(f"`bench --gso --rate R --flows {FLOWS} --size 64 --cpus {LOAD_CPU}` (bench sends "
+          f"trains of up to 64 datagrams and reads with UDP_GRO, counting datagrams) against "
+          f"each reflector at its defaults (udp-reflector: UDP_GRO on, each train reflected as "
+          f"one UDP_SEGMENT train). Offered rates: "
+          f"{', '.join(si(x) for x in p.get('trains_ladder', ()))} pps and `--rate 0`. Best: "
+          f"the highest reflected rate with at most 0.1% loss in a round, median over rounds. "
+          f"Caveat: with GRO, the kernel counts a dropped train once in a socket's drop "
+          f"counter.\n")
+        rates = sorted({r["rate"] for r in tr if r["rate"]}) + [0]
+        w("| reflector | best pps, loss ≤ 0.1% | vs plain C | " + " | ".join(
+            (si(x) if x else "--rate 0") + ": reflected (loss)" for x in rates) + " |")
+        w("| --- | ---: | ---: |" + " ---: |" * len(rates))
+
+        def best(kind):
+            per_round = []
+            for rnd in sorted({r["round"] for r in tr}):
+                ok = [r["pps_received"] for r in tr if r["reflector"] == kind
+                      and r["round"] == rnd and r["loss_ratio"] <= LOSS_LIMIT]
+                per_round.append(max(ok) if ok else 0.0)
+            return statistics.median(per_round) if per_round else None
+
+        def sat(kind):
+            return max((med([r for r in tr if r["reflector"] == kind and r["rate"] == x],
+                            "pps_received") or 0) for x in rates)
+
+        base = best("baseline") or sat("baseline")
+        for kind in TRAINS_ORDER:
+            rs = [r for r in tr if r["reflector"] == kind]
+            if not rs:
+                continue
+            cells = []
+            for x in rates:
+                at = [r for r in rs if r["rate"] == x]
+                cells.append(f"{si(med(at, 'pps_received'))} "
+                             f"({fmt(100 * med(at, 'loss_ratio'), '.2f')}%)" if at else "n/a")
+            b = best(kind)
+            w(f"| {REFLECTORS[kind][0]} | {si(b)} | {ratio(b, base)} | " + " | ".join(cells) + " |")
+        w(f"\nThe plain C baseline loses more than 0.1% at every rate here; its ratio base is "
+          f"its best reflected rate with at most 0.1% loss, or, if none, its highest reflected "
+          f"rate. ({si(base)} pps.)\n" if not best("baseline") else "")
 
     # CPU.
     w(f"## CPU time per reflected packet at {si(CPU_RATE)} packets/s\n")
@@ -321,6 +369,23 @@ def summarize(rows, meta):
               f"{fmt(med(rs, 'rtt_p99_us'), '.1f')} | {fmt(med(rs, 'rtt_p999_us'), '.1f')} | "
               f"{ratio(med(rs, 'rtt_p50_us'), b50)} | {ratio(med(rs, 'rtt_p99_us'), b99)} |")
         w("")
+    brt = [r for r in rows if r["experiment"] == "busy_rtt" and "error" not in r]
+    if brt:
+        w("### Busy polling: the wakeup out of the round trip\n")
+        w("`bench --flows 1 --window 1 --busy-poll` (bench spins on its socket too), 64-byte "
+          "datagrams, against: the blocking C baseline, the same C reflector spinning on "
+          "non-blocking recvmmsg (the bound), udp-reflector with `--busy-poll` (each worker "
+          "keeps its core at 100%), and udp-reflector at its default (blocking waits).\n")
+        w("| reflector | round trips | p50 µs | p90 µs | p99 µs | p50 vs blocking C |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        b50 = med([r for r in brt if r["reflector"] == "baseline"], "rtt_p50_us")
+        for kind in BUSY_RTT_ORDER:
+            rs = [r for r in brt if r["reflector"] == kind]
+            if rs:
+                w(f"| {REFLECTORS[kind][0]} | {si(med(rs, 'received'))} | "
+                  f"{fmt(med(rs, 'rtt_p50_us'), '.1f')} | {fmt(med(rs, 'rtt_p90_us'), '.1f')} | "
+                  f"{fmt(med(rs, 'rtt_p99_us'), '.1f')} | {ratio(med(rs, 'rtt_p50_us'), b50)} |")
+        w("")
     sp = [r for r in rows if r["experiment"] == "sockperf"]
     if sp:
         metric = next((r["sockperf_metric"] for r in sp if r.get("sockperf_metric")), "?")
@@ -353,8 +418,8 @@ def summarize(rows, meta):
     if rss:
         w("## Resident memory, two workers\n")
         w("`udp-reflector serve --workers 2 --backend B --listen 0.0.0.0:0 --listen [::]:0` "
-          "with every other flag at its default (uring: 256 ring buffers of 9216 + 176 bytes "
-          "per worker), after bursts of `bench --rate 0 --gso` with 64- and 1472-byte "
+          "with every other flag at its default (GRO on; uring: 256 ring buffers of 64 KiB + 240 "
+          "bytes per worker; mmsg: 64 slots of 64 KiB per socket), after bursts of `bench --rate 0 --gso` with 64- and 1472-byte "
           f"datagrams over IPv4 and 1472-byte over IPv6 ({p['rss_burst_s']} s each). "
           f"Limit: {RSS_LIMIT_MIB} MiB.\n")
         w("| backend | VmRSS idle | VmRSS after the burst | VmHWM (peak) | under the limit |")

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from .common import (BASELINE, BASELINE_SRC, CLK_TCK, LOAD_CPU, OURS, OURS_KINDS,
+from .common import (BASELINE, BASELINE_SRC, DUTY, DUTY_SRC, CLK_TCK, LOAD_CPU, OURS, OURS_KINDS,
                      REFLECTOR_CPU, ROOT, log)
 
 LIVE = []  # processes started and not yet stopped
@@ -289,6 +289,8 @@ class Reflector:
             argv = [str(OURS), "serve", "--cpus", cpu, "--listen", listen]
             argv += ["--backend", kind.split("-")[0]] if kind != "ours-sockperf" else []
             argv += ["--no-gso"] if kind == "uring-nogso" else []
+            argv += ["--busy-poll"] if kind.endswith("-busy") else []
+            argv += ["--coalesce-us", "50"] if kind == "uring-coalesce" else []
             argv += ["--mode", mode, "--stats-interval", "0", "--json", *extra]
             self.proc = Proc(argv, logdir, tag)
             ports = wait_listening(self.proc)
@@ -300,6 +302,9 @@ class Reflector:
         self.port = free_port()
         if kind == "baseline":
             argv = ["taskset", "-c", cpu, str(BASELINE), str(self.port), "64"]
+        elif kind in ("duty", "baseline-gro", "baseline-spin"):
+            opt = {"duty": "--duties", "baseline-gro": "--gro", "baseline-spin": "--spin"}[kind]
+            argv = ["taskset", "-c", cpu, str(DUTY), str(self.port), "64", opt]
         elif kind == "socat":
             # -b SIZE: socat moves data through a pipe, and with its default
             # 8192-byte block it merges queued datagrams into one reply.
@@ -313,7 +318,7 @@ class Reflector:
         self.proc = Proc(argv, logdir, tag)
         if not wait_bound(self.proc, self.port):
             return False
-        if kind == "baseline" and not probe(self.port):
+        if kind in ("baseline", "duty", "baseline-gro", "baseline-spin") and not probe(self.port):
             return False
         # socat cannot be probed: its first peer becomes its only peer.
         time.sleep(0.1)
@@ -360,7 +365,7 @@ def probe(port, timeout=3.0):
 
 
 def bench(port, size, flows, duration, warmup, timeout, rate=None, window=None, gso=False,
-          hgrm=None, target="127.0.0.1"):
+          hgrm=None, target="127.0.0.1", busy_poll=False):
     argv = [str(OURS), "bench", "--target", f"{target}:{port}", "--flows", str(flows),
             "--size", str(size), "--duration", str(duration), "--warmup", str(warmup),
             "--timeout", str(timeout), "--cpus", str(LOAD_CPU), "--json"]
@@ -372,6 +377,8 @@ def bench(port, size, flows, duration, warmup, timeout, rate=None, window=None, 
         argv += ["--gso"]
     if hgrm:
         argv += ["--hgrm", str(hgrm)]
+    if busy_poll:
+        argv += ["--busy-poll"]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + warmup + 15,
                        stdin=subprocess.DEVNULL)
     if r.returncode != 0:
@@ -489,6 +496,8 @@ def build(args):
     BASELINE.parent.mkdir(parents=True, exist_ok=True)
     log(f"gcc -O2 {BASELINE_SRC.relative_to(ROOT)}")
     subprocess.run(["gcc", "-O2", "-Wall", "-o", str(BASELINE), str(BASELINE_SRC)], check=True)
+    log(f"gcc -O2 {DUTY_SRC.relative_to(ROOT)}")
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(DUTY), str(DUTY_SRC)], check=True)
 
 
 def preflight():
@@ -498,6 +507,6 @@ def preflight():
     for tool in ("taskset", "socat", "sockperf"):
         if not shutil.which(tool):
             sys.exit(f"compare.py: {tool} is missing; run it through perf/compare.sh")
-    for b in (OURS, BASELINE):
+    for b in (OURS, BASELINE, DUTY):
         if not b.exists():
             sys.exit(f"compare.py: {b} is missing (drop --no-build)")

@@ -8,8 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import (CLK_TCK, CPU_ORDER, CPU_RATE, FLOWS, LOAD_CPU, ORDER, OURS,
-                     REFLECTOR_CPU, REFLECTORS, SIZES, log)
+from .common import (BUSY_RTT_ORDER, CLK_TCK, CPU_ORDER, CPU_RATE, FLOWS, LOAD_CPU, ORDER,
+                     OURS, OURS_KINDS, REFLECTOR_CPU, REFLECTORS, SIZES, TRAINS_ORDER, log)
 from .report import fmt
 from .runner import (Proc, Reflector, Window, bench, bench_row, core_use, cpu_stat,
                      parse_sockperf, self_counts, udp_drops, vm_status, wait_listening,
@@ -24,11 +24,13 @@ def plan(quick):
         return dict(rounds=2, warmup_s=0.2, rate_s=0.7, probe_s=0.7, cpu_s=1.5,
                     rtt_s=0.7, rtt_warmup_s=0.1, sockperf_s=1, rss_burst_s=0.5,
                     timeout_s=0.3, ladder=(40_000, 80_000, 120_000), quiet_step_s=4,
+                    trains_ladder=(2_000_000,),
                     cpu_no_pktinfo=False,
                     quiet_total_s=10)
     return dict(rounds=2, warmup_s=0.5, rate_s=2.0, probe_s=1.0, cpu_s=5.0,
                 rtt_s=2.0, rtt_warmup_s=0.3, sockperf_s=5, rss_burst_s=1.0,
                 timeout_s=0.5, ladder=(20_000, 40_000, 60_000, 80_000, 100_000, 120_000),
+                trains_ladder=(1_000_000, 2_000_000, 4_000_000, 7_000_000),
                 quiet_step_s=20, quiet_total_s=100, cpu_no_pktinfo=True)
 
 
@@ -101,12 +103,12 @@ class Session:
     def ladder(self, size):
         return sorted(set(self.plan["ladder"])) + [0]
 
-    def measured(self, row, kind, size, tag, body, errors, counts=True, mode="echo"):
+    def measured(self, row, kind, size, tag, body, errors, counts=True, mode="echo", extra=()):
         """Starts reflector `kind`, fills `row` with body(r, row), stops it and records
         the row, with the error if the start or `body` failed (`errors`: what `body` may
         raise). Returns the row, or None if the reflector did not start."""
         try:
-            r = Reflector(kind, size, self.logdir, self.tag(tag), mode=mode)
+            r = Reflector(kind, size, self.logdir, self.tag(tag), mode=mode, extra=extra)
         except RuntimeError as e:
             self.add({**row, "error": str(e)})
             return None
@@ -138,8 +140,12 @@ class Session:
                 row["reflector_socket_drops"] = udp_drops(r.port)
                 row.update(win.result())
 
+            # No trains here: ours reads datagram by datagram, as the C
+            # baseline does (bench's GSO trains are cut at the socket).
+            extra = ("--no-gro",) if kind in OURS_KINDS else ()
             if self.measured(row, kind, size, f"rate-{kind}", body,
-                             (RuntimeError, subprocess.TimeoutExpired, ValueError)) is None:
+                             (RuntimeError, subprocess.TimeoutExpired, ValueError),
+                             extra=extra) is None:
                 continue
             if "error" not in row:
                 log(f"  rate r{rnd} {size:>4} B {kind:<8} offered {row['pps_sent']:>9.0f} "
@@ -152,7 +158,7 @@ class Session:
 
     def cpu_step(self, rnd, size):
         p = self.plan
-        kinds = CPU_ORDER if p["cpu_no_pktinfo"] else ORDER
+        kinds = CPU_ORDER if p["cpu_no_pktinfo"] else ORDER + ["duty", "uring-coalesce"]
         for kind in self.order(rnd, kinds):
             flows = REFLECTORS[kind][1]
             row = {"experiment": "cpu", "round": rnd, "size": size, "reflector": kind,
@@ -192,6 +198,55 @@ class Session:
                     f"{row['packets']} pkts, loss {100 * row['loss_ratio']:.3f}%")
             else:
                 log(f"  cpu  r{rnd} {size} B {kind}: {row['error']}")
+
+    # ---- trains: 64-byte datagrams in GSO trains, read back with GRO
+
+    def trains_step(self, rnd, size=64):
+        p = self.plan
+        for rate in list(p["trains_ladder"]) + [0]:
+            for kind in self.order(rnd, TRAINS_ORDER):
+                row = {"experiment": "trains", "round": rnd, "size": size, "reflector": kind,
+                       "flows": FLOWS, "rate": rate}
+
+                def body(r, row):
+                    win = Window(r, p["warmup_s"] + 0.05, p["rate_s"] - 0.1)
+                    b = self.bench(r.port, size, FLOWS, p["rate_s"], p["warmup_s"], rate=rate,
+                                   gso=True)
+                    row.update(bench_row(b))
+                    row["reflector_socket_drops"] = udp_drops(r.port)
+                    row.update(win.result())
+
+                if self.measured(row, kind, size, f"trains-{kind}", body,
+                                 (RuntimeError, subprocess.TimeoutExpired, ValueError)) is None:
+                    continue
+                if "error" not in row:
+                    log(f"  trains r{rnd} {kind:<12} offered {row['pps_sent']:>9.0f} reflected "
+                        f"{row['pps_received']:>9.0f} loss {100 * row['loss_ratio']:.3f}%")
+                else:
+                    log(f"  trains r{rnd} {kind}: {row['error']}")
+
+    # ---- ping-pong RTT with busy polling on both sides
+
+    def busy_rtt_step(self, rnd, size=64):
+        p = self.plan
+        for kind in self.order(rnd, BUSY_RTT_ORDER):
+            row = {"experiment": "busy_rtt", "round": rnd, "size": size, "reflector": kind,
+                   "flows": 1, "window": 1}
+
+            def body(r, row):
+                b = self.bench(r.port, size, 1, p["rtt_s"], p["rtt_warmup_s"], window=1,
+                               busy_poll=True)
+                row.update(bench_row(b))
+
+            if self.measured(row, kind, size, f"busy-rtt-{kind}", body,
+                             (RuntimeError, subprocess.TimeoutExpired, ValueError),
+                             counts=False) is None:
+                continue
+            if "error" not in row:
+                log(f"  busy-rtt r{rnd} {kind:<13} p50 {row['rtt_p50_us']:.1f} us "
+                    f"p99 {row['rtt_p99_us']:.1f} us")
+            else:
+                log(f"  busy-rtt r{rnd} {kind}: {row['error']}")
 
     # ---- ping-pong RTT
 
