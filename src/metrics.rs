@@ -290,7 +290,10 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` (port 0 picks one) and serves `/metrics` from `source`.
     pub fn start(addr: SocketAddr, source: Source) -> io::Result<MetricsServer> {
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(io::Error::other)?);
+        let server = Arc::new(
+            tiny_http::Server::http(addr)
+                .map_err(|e| io::Error::other(format!("binding {addr}: {e}")))?,
+        );
         let addr = server
             .server_addr()
             .to_ip()

@@ -34,6 +34,7 @@ macro_rules! both_backends {
 
 both_backends!(
     prometheus_scrapes_what_the_summary_says,
+    human_interval_lines_carry_time_and_latency,
     interval_lines_carry_latency_and_time_and_add_up_to_the_summary,
     host_drops_of_another_socket_show_in_host_counters_not_ours,
 );
@@ -643,4 +644,90 @@ fn host_drops_of_another_socket_show_in_host_counters_not_ours(backend: &'static
         let sum: u64 = intervals.iter().map(|i| counter(&i["host"], name)).sum();
         assert_eq!(sum, total.as_u64().unwrap(), "[{backend}] host {name}");
     }
+}
+
+/// Without --json, an interval line reads `[  t s] TIME rx ... ; latency_us
+/// p50=.. p99=.. max=..` once replies were sent, `latency_us -` before.
+fn human_interval_lines_carry_time_and_latency(backend: &'static str) {
+    let mut cmd = serve_command([
+        "--backend",
+        backend,
+        "--listen",
+        "127.0.0.1:0",
+        "--stats-interval",
+        "0.2",
+        "--workers",
+        "1",
+    ]);
+    let mut p = Proc::spawn(&mut cmd).expect("spawning udp-reflector");
+    let first = p.next_line(START_TIMEOUT).expect("a listening line");
+    if backend == "uring" && !first.contains("backend uring") {
+        let out = p.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
+        skip(
+            Need::Uring,
+            format!("io_uring is refused here: {}", out.stderr.trim()),
+        );
+        return;
+    }
+    let addr: SocketAddr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    echo(addr, 50);
+    thread::sleep(Duration::from_millis(700));
+    let out = p.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
+    assert_eq!(out.status.code(), Some(0), "{out:#?}");
+    let lines: Vec<&String> = out.stdout.iter().filter(|l| l.starts_with('[')).collect();
+    assert!(lines.len() >= 3, "[{backend}] {:#?}", out.stdout);
+    for l in &lines {
+        let time = l.split_whitespace().nth(2).unwrap_or("");
+        assert!(
+            time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+            "[{backend}] no RFC 3339 time in {l:?}"
+        );
+        assert!(l.contains("latency_us "), "[{backend}] {l:?}");
+    }
+    let with = lines
+        .iter()
+        .find(|l| l.contains("tx_packets=") && !l.contains("tx_packets=0 "))
+        .unwrap_or_else(|| panic!("[{backend}] no line with replies: {lines:#?}"));
+    assert!(
+        with.contains("latency_us p50=") && with.contains(" p99=") && with.contains(" max="),
+        "[{backend}] {with:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("latency_us -")),
+        "[{backend}] a quiet interval says so: {lines:#?}"
+    );
+}
+
+/// A --metrics address that cannot be bound, or an --interface that does
+/// not exist, is refused at start naming the flag; nothing is served.
+#[test]
+fn bad_metrics_address_or_interface_is_refused_naming_the_flag() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let mut cmd = serve_command([
+        "--backend",
+        "mmsg",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        addr.as_str(),
+    ]);
+    let out = run_to_exit(&mut cmd, Duration::from_secs(10)).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert!(
+        out.stderr.contains("--metrics") && out.stderr.contains(&addr),
+        "{}",
+        out.stderr
+    );
+    let mut cmd = serve_command(["--listen", "127.0.0.1:0", "--interface", "no-such-if0"]);
+    let out = run_to_exit(&mut cmd, Duration::from_secs(10)).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert!(
+        out.stderr.contains("--interface") && out.stderr.contains("no-such-if0"),
+        "{}",
+        out.stderr
+    );
 }
