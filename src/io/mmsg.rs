@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Engine, IoConfig, Received, RxErrors};
+use super::{Engine, IoConfig, RxErrors};
 use crate::sys::{
     cmsg::RX_CONTROL_LEN,
     mmsg::{self, RecvSlots},
@@ -48,16 +48,7 @@ fn service(
             }
         };
         for i in 0..n {
-            let s = slots.slot(i);
-            let rx = Received {
-                name: s.name,
-                control: s.control,
-                payload: s.payload,
-                len: s.len,
-                wire_len: s.wire_len,
-                truncated: s.truncated,
-                control_truncated: s.control_truncated,
-            };
+            let rx = slots.slot(i);
             // SAFETY: the slots are reused only by the next `recv`, after
             // the flush below.
             unsafe { engine.on_datagram(sock, rx) };

@@ -119,23 +119,10 @@ impl Socket {
     }
 }
 
-/// One received datagram, as laid out in a receive buffer.
-pub struct Received<'a> {
-    /// The peer's sockaddr bytes (becomes the reply's destination).
-    pub name: &'a mut [u8],
-    /// Control messages the kernel attached.
-    pub control: &'a [u8],
-    /// Payload area: the datagram is `payload[..len]`; the rest is spare
-    /// capacity a mode may use to lengthen its reply.
-    pub payload: &'a mut [u8],
-    pub len: usize,
-    /// The datagram's full length on the wire (larger than `len` if truncated).
-    pub wire_len: usize,
-    /// The datagram did not fit in the buffer.
-    pub truncated: bool,
-    /// The kernel cut its control data (MSG_CTRUNC).
-    pub control_truncated: bool,
-}
+/// One received datagram, as laid out in a receive buffer: the view both
+/// backends hand to [`Engine::on_datagram`], defined once with the slot
+/// layout it describes.
+pub use crate::sys::mmsg::Slot as Received;
 
 /// A worker's sockets, counters, latency histogram and reply batches.
 pub struct Engine {

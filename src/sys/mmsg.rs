@@ -86,7 +86,8 @@ pub struct RecvSlots {
 
 /// One datagram read into a slot.
 pub struct Slot<'a> {
-    /// The sender's sockaddr bytes (empty without names).
+    /// The peer's sockaddr bytes (becomes the reply's destination; empty
+    /// without names).
     pub name: &'a mut [u8],
     /// Control messages the kernel attached (empty without control room).
     pub control: &'a [u8],
