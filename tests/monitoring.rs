@@ -674,7 +674,7 @@ fn human_interval_lines_carry_time_and_latency(backend: &'static str) {
         .find_map(|w| w.parse().ok())
         .unwrap_or_else(|| panic!("no address in {first:?}"));
     echo(addr, 50);
-    thread::sleep(Duration::from_millis(700));
+    thread::sleep(Duration::from_millis(1000));
     let out = p.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
     assert_eq!(out.status.code(), Some(0), "{out:#?}");
     let lines: Vec<&String> = out.stdout.iter().filter(|l| l.starts_with('[')).collect();
@@ -687,12 +687,14 @@ fn human_interval_lines_carry_time_and_latency(backend: &'static str) {
         );
         assert!(l.contains("latency_us "), "[{backend}] {l:?}");
     }
+    // The latency of the interval in which the worker handed it over: on a
+    // loaded machine that may be the interval after its replies.
     let with = lines
         .iter()
-        .find(|l| l.contains("tx_packets=") && !l.contains("tx_packets=0 "))
-        .unwrap_or_else(|| panic!("[{backend}] no line with replies: {lines:#?}"));
+        .find(|l| l.contains("latency_us p50="))
+        .unwrap_or_else(|| panic!("[{backend}] no line with latency: {lines:#?}"));
     assert!(
-        with.contains("latency_us p50=") && with.contains(" p99=") && with.contains(" max="),
+        with.contains(" p99=") && with.contains(" max="),
         "[{backend}] {with:?}"
     );
     assert!(

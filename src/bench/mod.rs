@@ -602,7 +602,7 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
             sock: s.clone(),
         })
         .collect::<Vec<_>>();
-    let shared = Arc::new(Shared::new(cfg.flows));
+    // Before the epoch starts: nothing here delays the first send.
     let about = format!(
         "--target {} --flows {} --size {}",
         cfg.target, cfg.flows, cfg.size
@@ -614,6 +614,7 @@ pub fn run(args: &BenchArgs) -> Result<Verdict, Error> {
         &about,
     )
     .map_err(|e| Error::io("writing the --hlog file", e))?;
+    let shared = Arc::new(Shared::new(cfg.flows));
     let threads = threads::start(&cfg, flows, &shared)
         .map_err(|e| Error::io("starting a bench thread", e))?;
     let (stopped_at, hlog_error) = supervise(&cfg, &threads, &shared, &mut intervals);
