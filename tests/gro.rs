@@ -41,6 +41,8 @@ both_backends!(
     a_train_of_datagrams_longer_than_max_datagram_is_truncated_per_datagram,
     sockperf_mode_answers_each_datagram_of_a_train,
     stamp_mode_answers_each_datagram_of_a_train,
+    bench_reads_trains_of_echoes_with_or_without_gro,
+    bench_busy_poll_ping_pong_completes,
     no_gro_receives_datagram_by_datagram,
 );
 
@@ -405,4 +407,83 @@ fn stamp_mode_answers_each_datagram_of_a_train(backend: &'static str) {
     assert_eq!(counter(t, "rx_packets"), 5, "{s}");
     assert_eq!(counter(t, "tx_packets"), 5, "{s}");
     assert_eq!(counter(t, "rx_trains"), 1, "{s}");
+}
+
+/// `udp-reflector bench ARGS... --json`, run to its end; its JSON report.
+fn bench_json(target: SocketAddr, args: &[&str]) -> Value {
+    let out = Command::new(common::BIN)
+        .arg("bench")
+        .args(["--target", &target.to_string(), "--json"])
+        .args(args)
+        .output()
+        .expect("running bench");
+    assert!(out.status.success(), "bench {args:?}: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("a JSON report");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}
+
+/// bench sends GSO trains; the reflector answers each with a train; bench
+/// reads them with UDP_GRO (split back into datagrams) or, with --no-gro,
+/// one by one. Either way every echo is one received datagram, intact.
+fn bench_reads_trains_of_echoes_with_or_without_gro(backend: &'static str) {
+    let Some(r) = start(backend, &[]) else {
+        return;
+    };
+    let mut sent = 0;
+    for flags in [&[][..], &["--no-gro"][..]] {
+        let mut args = vec![
+            "--gso",
+            "--flows",
+            "2",
+            "--rate",
+            "10000",
+            "--duration",
+            "0.3",
+            "--timeout",
+            "1",
+        ];
+        args.extend(flags);
+        let j = bench_json(r.addr(), &args);
+        let n = |k: &str| counter(&j, k);
+        assert!(n("sent") > 1000, "[{backend}] {flags:?}: {j}");
+        assert_eq!(n("received"), n("sent"), "[{backend}] {flags:?}: {j}");
+        assert_eq!(n("echoes"), n("sent"), "[{backend}] {flags:?}: {j}");
+        assert_eq!(n("corrupt") + n("invalid"), 0, "[{backend}] {flags:?}: {j}");
+        sent += n("sent");
+    }
+    let s = stop_and_summarise(r);
+    let t = &s["total"];
+    assert_eq!(counter(t, "tx_packets"), sent, "{s}");
+    assert!(
+        counter(t, "rx_trains") > 0,
+        "bench's trains arrived whole: {s}"
+    );
+}
+
+/// `bench --busy-poll` ping-pong: every round trip completes.
+fn bench_busy_poll_ping_pong_completes(backend: &'static str) {
+    let Some(r) = start(backend, &[]) else {
+        return;
+    };
+    let j = bench_json(
+        r.addr(),
+        &[
+            "--busy-poll",
+            "--flows",
+            "1",
+            "--window",
+            "1",
+            "--duration",
+            "0.3",
+        ],
+    );
+    assert!(counter(&j, "received") > 50, "[{backend}] {j}");
+    assert_eq!(counter(&j, "lost"), 0, "[{backend}] {j}");
+    let s = stop_and_summarise(r);
+    assert_eq!(
+        counter(&s["total"], "tx_packets"),
+        counter(&j, "echoes"),
+        "{s}"
+    );
 }
