@@ -9,6 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use udp_reflector::{
     io::tx::TxBatch,
     live::LiveSlot,
+    policy::{AllowList, Destination, Policy, PolicyConfig, PortSet, SharedPorts},
     reflect::{reflect, Mode, RxMeta},
     stats::{new_latency_histogram, record_latency},
     sys::cmsg::{self, PktInfo},
@@ -121,11 +122,72 @@ fn live_latency_flush(c: &mut Criterion) {
     g.finish();
 }
 
+/// The source policy's verdict on an ordinary IPv4 source: the default
+/// rules, then with a 4-network allow list and a rate limit on top.
+fn policy_check(c: &mut Criterion) {
+    let shared = || {
+        SharedPorts::new(
+            PolicyConfig::default().service_ports,
+            PortSet::from_ports([7007]),
+        )
+    };
+    let dst = Destination::V4 {
+        header: [198, 51, 100, 1],
+        spec_dst: [198, 51, 100, 1],
+    };
+    let sources: Vec<_> = (0..64u16)
+        .map(|i| {
+            Some(std::net::SocketAddr::from((
+                [198, 51, 100, 2 + i as u8],
+                40000 + i,
+            )))
+        })
+        .collect();
+    let mut g = c.benchmark_group("policy_check_v4");
+    g.throughput(Throughput::Elements(sources.len() as u64));
+    let mut p = Policy::new(&PolicyConfig::default(), shared());
+    g.bench_function("defaults", |b| {
+        b.iter(|| {
+            for s in &sources {
+                p.refresh();
+                black_box(p.check(black_box(*s), dst, 0));
+            }
+        })
+    });
+    let allow: Vec<_> = [
+        "10.0.0.0/8",
+        "192.0.2.0/24",
+        "2001:db8::/32",
+        "198.51.100.0/24",
+    ]
+    .iter()
+    .map(|c| c.parse().unwrap())
+    .collect();
+    let cfg = PolicyConfig {
+        allow: AllowList::new(&allow),
+        max_pps_per_source: Some(1_000_000),
+        ..Default::default()
+    };
+    let mut p = Policy::new(&cfg, shared());
+    let mut now = 1u64;
+    g.bench_function("allow_4_and_rate_limit", |b| {
+        b.iter(|| {
+            for s in &sources {
+                now += 1000;
+                p.refresh();
+                black_box(p.check(black_box(*s), dst, now));
+            }
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     decode_completion,
     build_reply_batch,
     record_latency_sample,
-    live_latency_flush
+    live_latency_flush,
+    policy_check
 );
 criterion_main!(benches);
