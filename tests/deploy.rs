@@ -357,6 +357,9 @@ fn systemd_unit_runs_as_shipped_under_systemd() {
         "0000000000000400",
         "only CAP_NET_BIND_SERVICE"
     );
+    // It takes part in the host's registry of reflector ports.
+    let entry = sd.ok(&format!("cat /run/udp-reflector/{pid}.ports"));
+    assert!(entry.contains("ports 7 862"), "{entry}");
     let nspid = sd.pid1;
     let (echo, stamp) = in_netns_of(nspid, || {
         (
