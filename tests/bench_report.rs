@@ -3,6 +3,7 @@
 //! `--target` by host name, and `bench merge` of two runs.
 
 mod common;
+use common::both_backends;
 
 use std::{
     path::{Path, PathBuf},
@@ -19,21 +20,6 @@ use hdrhistogram::{
     Histogram,
 };
 use serde_json::Value;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
 
 both_backends!(two_runs_merge_into_their_added_histograms);
 

@@ -4,6 +4,7 @@
 //! each buys is measured by perf/compare.sh.)
 
 mod common;
+use common::both_backends;
 
 use std::{net::UdpSocket, time::Duration};
 
@@ -13,21 +14,6 @@ use common::{
     assert_summary_consistent, counter, payload, recv_within, serve_command, skip, Need, Reflector,
     Started,
 };
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
 
 both_backends!(busy_poll_answers_and_stops_within_a_second);
 

@@ -3,6 +3,7 @@
 //! without IPv6.
 
 mod common;
+use common::both_backends;
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -12,21 +13,6 @@ use std::{
 
 use common::{refuse_syscall, refuse_syscall_with_arg0, serve_command, skip, Need, Outcome};
 use serde_json::Value;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
 
 both_backends!(
     check_prints_the_configuration_and_binds_nothing,

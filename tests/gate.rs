@@ -3,19 +3,15 @@
 //! how much); a usage error stays 2.
 
 mod common;
+use common::both_backends;
 
-use std::{net::UdpSocket, process::Command, process::Stdio, time::Duration};
+use std::{net::UdpSocket, time::Duration};
 
 use common::{skip, Need, Outcome};
 
 fn bench(args: &[&str]) -> Outcome {
-    let mut cmd = Command::new(common::BIN);
-    cmd.arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    common::run_to_exit(&mut cmd, Duration::from_secs(20)).expect("spawning bench")
+    common::run_to_exit(&mut common::bench_command(args), Duration::from_secs(20))
+        .expect("spawning bench")
 }
 
 /// A reflector on 127.0.0.1 with one worker; `None` when io_uring is refused.
@@ -42,21 +38,6 @@ fn reflector(backend: &str) -> Option<common::Reflector> {
         }
         common::Started::Exited(o) => panic!("reflector exited before listening: {o:#?}"),
     }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
 }
 
 both_backends!(within_limits_exits_0, a_p99_above_max_p99_exits_1);

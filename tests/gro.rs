@@ -4,6 +4,7 @@
 //! order, and every counter counts datagrams. Both backends.
 
 mod common;
+use common::both_backends;
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -19,21 +20,6 @@ use common::{
 use serde_json::Value;
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
 
 both_backends!(
     a_gso_train_comes_back_as_the_same_datagrams_in_order,

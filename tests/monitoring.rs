@@ -3,6 +3,7 @@
 //! own drop counters (in a private network namespace).
 
 mod common;
+use common::both_backends;
 
 use std::{
     collections::BTreeMap,
@@ -16,21 +17,6 @@ use std::{
 
 use common::*;
 use serde_json::Value;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
 
 both_backends!(
     prometheus_scrapes_what_the_summary_says,

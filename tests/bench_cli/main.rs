@@ -22,7 +22,6 @@ mod stamp;
 use std::{
     collections::VecDeque,
     net::{SocketAddr, UdpSocket},
-    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, RwLock,
@@ -220,21 +219,10 @@ impl From<common::Outcome> for Run {
     }
 }
 
-/// `udp-reflector bench ARGS` with piped output and no stdin.
-fn bench_command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(common::BIN);
-    cmd.arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
 /// Runs `udp-reflector bench ARGS` to its end (killed, and the test failed,
 /// if it outlives 20 s).
 fn bench(args: &[&str]) -> Run {
-    common::run_to_exit(&mut bench_command(args), Duration::from_secs(20))
+    common::run_to_exit(&mut common::bench_command(args), Duration::from_secs(20))
         .expect("spawning bench")
         .into()
 }

@@ -56,7 +56,7 @@ fn sigint_stops_sending_and_still_reports_everything() {
         "30",
         "--json",
     ];
-    let mut p = common::Proc::spawn(&mut bench_command(&args)).expect("spawning bench");
+    let mut p = common::Proc::spawn(&mut common::bench_command(&args)).expect("spawning bench");
     thread::sleep(Duration::from_millis(300));
     let out = p.signal_and_wait(libc::SIGINT, Duration::from_secs(5));
     let seen = s.finish();

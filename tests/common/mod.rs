@@ -137,6 +137,16 @@ where
     cmd
 }
 
+/// `udp-reflector bench ARGS` with piped stdout/stderr and no stdin.
+pub fn bench_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("bench").args(args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 /// What a finished process left behind.
 #[derive(Debug)]
 pub struct Outcome {
