@@ -93,30 +93,38 @@ impl Reporter {
         self.out.finish(wait)
     }
 
-    /// SIGUSR1: the counters so far, per worker and in total (latency
-    /// histograms stay with the workers until they stop).
+    /// SIGUSR1: the counters and latency so far, per worker and in total
+    /// (each worker's histogram as the live-latency hub last collected it).
     pub fn summary_so_far(
         &self,
         backend: &str,
         elapsed: Duration,
-        workers: &[(usize, usize, Counters)],
+        workers: &[(usize, usize, Counters, Histogram<u64>)],
     ) {
         let mut total = Counters::default();
-        workers.iter().for_each(|(_, _, c)| total.add(c));
+        let mut merged = crate::stats::new_latency_histogram();
+        for (_, _, c, h) in workers {
+            total.add(c);
+            let _ = merged.add(h);
+        }
+        let total_lat = LatencySummary::of(&merged);
         if self.json {
             let ws: Vec<Value> = workers
                 .iter()
-                .map(|(id, cpu, c)| {
+                .map(|(id, cpu, c, h)| {
                     let mut m = counters_map(c);
                     m.insert("worker".into(), json!(id));
                     m.insert("cpu".into(), json!(cpu));
+                    m.insert("latency_us".into(), latency_value(&LatencySummary::of(h)));
                     Value::Object(m)
                 })
                 .collect();
+            let mut t = counters_map(&total);
+            t.insert("latency_us".into(), latency_value(&total_lat));
             self.emit(
                 json!({"event": "summary_so_far", "backend": backend,
                        "elapsed_s": elapsed.as_secs_f64(),
-                       "total": Value::Object(counters_map(&total)), "workers": ws})
+                       "total": Value::Object(t), "workers": ws})
                 .to_string(),
             );
         } else {
@@ -126,10 +134,15 @@ impl Reporter {
                 workers.len()
             )];
             lines.push(format!("  total:  {}", counters_text(&total, false)));
-            for (id, cpu, c) in workers {
+            lines.push(format!("          {}", latency_text(&total_lat)));
+            for (id, cpu, c, h) in workers {
                 lines.push(format!(
                     "  worker {id} (cpu {cpu}): {}",
                     counters_text(c, false)
+                ));
+                lines.push(format!(
+                    "          {}",
+                    latency_text(&LatencySummary::of(h))
                 ));
             }
             self.emit(lines.join("\n"));

@@ -262,9 +262,11 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), Error> {
         }
         match signals::wait_stop_signal(wake.saturating_duration_since(now)) {
             Some(signals::SUMMARY_SIGNAL) => {
+                let latency = hub.collect();
                 let so_far: Vec<_> = workers
                     .iter()
-                    .map(|w| (w.id, w.cpu, w.shared.snapshot()))
+                    .zip(latency)
+                    .map(|(w, h)| (w.id, w.cpu, w.shared.snapshot(), h))
                     .collect();
                 reporter.summary_so_far(backend.name(), started.elapsed(), &so_far);
             }

@@ -127,6 +127,11 @@ fn sigusr1_prints_the_summary_so_far_and_goes_on(backend: &'static str) {
     assert_eq!(so_far["event"], "summary_so_far", "{line}");
     assert_eq!(counter(&so_far["total"], "rx_packets"), 3, "{line}");
     assert_eq!(counter(&so_far["total"], "tx_packets"), 3, "{line}");
+    assert_eq!(
+        so_far["total"]["latency_us"]["samples"].as_u64(),
+        Some(3),
+        "the latency so far: {line}"
+    );
     // It goes on answering.
     for i in 3..5u8 {
         echo(&c, &[i; 8]);
