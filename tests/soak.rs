@@ -208,7 +208,8 @@ fn three_times_overload_keeps_both_identities_and_memory_flat(backend: &'static 
          (host backlog drops {backlog_drops}): {t}",
         rx + ovfl
     );
-    let answered_pps = tx as f64 / secs;
+    // tx_packets includes the calibration run's replies.
+    let answered_pps = tx.saturating_sub(u(&cal, "received")) as f64 / secs;
     let offered_pps = u(&run, "sent") as f64 / secs;
     eprintln!(
         "[{backend}] capacity {capacity}/s, offered {offered_pps:.0}/s ({:.1}x), answered \
