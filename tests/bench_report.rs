@@ -25,21 +25,7 @@ both_backends!(two_runs_merge_into_their_added_histograms);
 
 fn start(backend: &str) -> Option<Reflector> {
     let mut cmd = serve_command(["--backend", backend, "--json", "--listen", "127.0.0.1:0"]);
-    match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => Some(r),
-        Started::Exited(o)
-            if backend == "uring"
-                && o.status.code() == Some(2)
-                && o.stderr.contains("io_uring unavailable") =>
-        {
-            skip(
-                Need::Uring,
-                format!("io_uring is refused on this host: {}", o.stderr.trim()),
-            );
-            None
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
-    }
+    common::start_cmd(backend, &mut cmd)
 }
 
 /// Runs `udp-reflector bench ARGS` (bounded); returns (status, stdout, stderr).

@@ -13,10 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    assert_summary_consistent, counter, payload, recv_within, serve_command, skip, Need, Reflector,
-    Started,
-};
+use common::{assert_summary_consistent, counter, payload, recv_within, serve_command, Reflector};
 use serde_json::Value;
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,21 +43,7 @@ fn start(backend: &str, args: &[&str]) -> Option<Reflector> {
         .iter()
         .chain(args),
     );
-    match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => Some(r),
-        Started::Exited(o)
-            if backend == "uring"
-                && o.status.code() == Some(2)
-                && o.stderr.contains("io_uring unavailable") =>
-        {
-            skip(
-                Need::Uring,
-                format!("io_uring is refused on this host: {}", o.stderr.trim()),
-            );
-            None
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
-    }
+    common::start_cmd(backend, &mut cmd)
 }
 
 fn stop_and_summarise(r: Reflector) -> Value {

@@ -5,6 +5,7 @@
 //! a too short `--stats-interval` is refused in one line. Both backends.
 
 mod common;
+use common::both_backends;
 
 use std::{
     fs::OpenOptions,
@@ -25,21 +26,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// absorbs a busy CI machine.
 const STOP_BUDGET: Duration = Duration::from_millis(1200);
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
-
 both_backends!(
     hangup_quit_usr2_and_alarm_stop_with_the_summary,
     sigusr1_prints_the_summary_so_far_and_goes_on,
@@ -54,21 +40,7 @@ fn start(backend: &str, args: &[&str]) -> Option<Reflector> {
             .iter()
             .chain(args),
     );
-    match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => Some(r),
-        Started::Exited(o)
-            if backend == "uring"
-                && o.status.code() == Some(2)
-                && o.stderr.contains("io_uring unavailable") =>
-        {
-            skip(
-                Need::Uring,
-                format!("io_uring is refused here: {}", o.stderr.trim()),
-            );
-            None
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
-    }
+    common::start_cmd(backend, &mut cmd)
 }
 
 fn echo(c: &UdpSocket, data: &[u8]) {

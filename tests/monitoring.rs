@@ -34,21 +34,7 @@ fn start(backend: &str, args: &[&str], ns: Option<&NetNs>) -> Option<Reflector> 
     if let Some(ns) = ns {
         ns.apply(&mut cmd).expect("entering the test's netns");
     }
-    match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => Some(r),
-        Started::Exited(o)
-            if backend == "uring"
-                && o.status.code() == Some(2)
-                && o.stderr.contains("io_uring unavailable") =>
-        {
-            skip(
-                Need::Uring,
-                format!("io_uring is refused on this host: {}", o.stderr.trim()),
-            );
-            None
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
-    }
+    common::start_cmd(backend, &mut cmd)
 }
 
 fn stop(r: Reflector) -> Value {

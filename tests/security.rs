@@ -10,41 +10,26 @@
 //! service.
 
 mod common;
+use common::both_backends;
 
 use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::PathBuf,
-    process::Command,
     thread,
     time::Duration,
 };
 
 use common::{
     assert_summary_consistent, counter, no_reply_total, recv_within, serve_command, skip, Need,
-    NetNs, Reflector, Started,
+    NetNs, Reflector,
 };
 use serde_json::Value;
 
 /// How long an attack is given to loop before the reflectors are stopped.
 const LOOP_TIME: Duration = Duration::from_millis(400);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
 
 both_backends!(
     a_spoofed_datagram_cannot_loop_two_reflectors_on_one_port,
@@ -144,28 +129,7 @@ fn start(backend: &str, ns: Option<&NetNs>, args: &[&str]) -> Option<Reflector> 
     if let Some(ns) = ns {
         ns.apply(&mut cmd).expect("opening the namespace");
     }
-    start_cmd(backend, &mut cmd)
-}
-
-fn start_cmd(backend: &str, cmd: &mut Command) -> Option<Reflector> {
-    match Reflector::start(cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => {
-            assert_eq!(r.listening["backend"], backend, "{}", r.listening);
-            Some(r)
-        }
-        Started::Exited(o)
-            if backend == "uring"
-                && o.status.code() == Some(2)
-                && o.stderr.contains("io_uring unavailable") =>
-        {
-            skip(
-                Need::Uring,
-                format!("io_uring is refused here: {}", o.stderr.trim()),
-            );
-            None
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
-    }
+    common::start_cmd(backend, &mut cmd)
 }
 
 /// SIGTERM, exit 0, a consistent summary; returns its `total`.
