@@ -15,6 +15,7 @@
 //! process is waited for with a deadline.
 
 mod common;
+use common::both_backends;
 
 use std::{
     process::{Command, Stdio},
@@ -27,24 +28,10 @@ use common::{
 };
 use serde_json::Value;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            #[ignore = "loads the whole machine: run alone (.ci/run, perf/soak.sh)"]
-            fn uring() {
-                super::$name("uring")
-            }
-            #[test]
-            #[ignore = "loads the whole machine: run alone (.ci/run, perf/soak.sh)"]
-            fn mmsg() {
-                super::$name("mmsg")
-            }
-        }
-    )*};
-}
-
-both_backends!(three_times_overload_keeps_both_identities_and_memory_flat);
+both_backends!(
+    #[ignore = "loads the whole machine: run alone (.ci/run, perf/soak.sh)"]
+    three_times_overload_keeps_both_identities_and_memory_flat
+);
 
 fn soak_secs() -> f64 {
     std::env::var("UDP_REFLECTOR_SOAK_SECS")

@@ -704,6 +704,21 @@ pub fn set_udp_gro(sock: &UdpSocket) {
 /// Generates `NAME::uring` and `NAME::mmsg`, each calling `NAME(backend)`.
 #[allow(unused_macros)]
 macro_rules! both_backends {
+    // With one attribute (e.g. `#[ignore = "why"]`) given to both tests.
+    (#[$attr:meta] $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            #[$attr]
+            fn uring() {
+                super::$name("uring")
+            }
+            #[test]
+            #[$attr]
+            fn mmsg() {
+                super::$name("mmsg")
+            }
+        }
+    )*};
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
