@@ -13,10 +13,11 @@ use std::{
     time::Duration,
 };
 
-use common::{assert_summary_consistent, counter, payload, recv_within, serve_command, Reflector};
+use common::{
+    assert_summary_consistent, counter, payload, recv_gro, recv_within, serve_command, Reflector,
+    REPLY_TIMEOUT,
+};
 use serde_json::Value;
-
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 both_backends!(
     a_gso_train_comes_back_as_the_same_datagrams_in_order,
@@ -108,39 +109,6 @@ fn train(count: usize, size: usize, last: usize, seed: u64) -> Vec<Vec<u8>> {
             payload(len, seed * 1000 + i as u64)
         })
         .collect()
-}
-
-/// One read with the UDP_GRO segment size, if the read held a train.
-fn recv_gro(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Option<u16>)> {
-    sock.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u64; 8];
-    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: `msg` points at live buffers of the stated sizes.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return None;
-    }
-    let mut segment = None;
-    // SAFETY: the CMSG_* walk stays within the control length the kernel set.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
-                segment = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()) as u16);
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Some((n as usize, segment))
 }
 
 /// Reads `expect` on a plain client: one datagram each, in order, byte for byte.
