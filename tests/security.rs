@@ -348,7 +348,7 @@ fn send_spoofed(src: SocketAddr, dst: SocketAddr, payload: &[u8], device: Option
     );
 }
 
-fn bind_device(fd: &OwnedFd, dev: &str) {
+fn bind_device(fd: &impl AsRawFd, dev: &str) {
     // SAFETY: passes a live byte string of the stated length.
     let rc = unsafe {
         libc::setsockopt(
@@ -604,7 +604,7 @@ fn a_request_to_a_broadcast_address_is_answered_only_when_asked(backend: &'stati
                 let dst = SocketAddr::new(dst.parse::<IpAddr>().unwrap(), port);
                 if dst.ip() == IpAddr::V4(Ipv4Addr::BROADCAST) {
                     // The limited broadcast leaves by the interface we name.
-                    bind_udp_device(&c, "urt0");
+                    bind_device(&c, "urt0");
                 }
                 c.send_to(b"who is there", dst).unwrap();
                 let mut buf = [0u8; 64];
@@ -624,25 +624,6 @@ fn a_request_to_a_broadcast_address_is_answered_only_when_asked(backend: &'stati
             assert_refused(&total, 2, "no_reply_to_broadcast");
         }
     }
-}
-
-fn bind_udp_device(sock: &UdpSocket, dev: &str) {
-    // SAFETY: passes a live byte string of the stated length.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            dev.as_ptr().cast(),
-            dev.len() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "SO_BINDTODEVICE {dev}: {}",
-        io::Error::last_os_error()
-    );
 }
 
 /// `--allow 127.0.0.2 --allow ::1/128` on loopback: 127.0.0.2 and ::1 are
