@@ -10,10 +10,7 @@ use std::{net::UdpSocket, time::Duration};
 
 use common::run_to_exit;
 
-use common::{
-    assert_summary_consistent, counter, payload, recv_within, serve_command, skip, Need, Reflector,
-    Started,
-};
+use common::{assert_summary_consistent, counter, payload, recv_within, serve_command};
 
 both_backends!(busy_poll_answers_and_stops_within_a_second);
 
@@ -43,19 +40,8 @@ fn busy_poll_answers_and_stops_within_a_second(backend: &'static str) {
         "1",
         "--busy-poll",
     ]);
-    let r = match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => r,
-        Started::Exited(o)
-            if backend == "uring"
-                && o.status.code() == Some(2)
-                && o.stderr.contains("io_uring unavailable") =>
-        {
-            return skip(
-                Need::Uring,
-                format!("io_uring is refused on this host: {}", o.stderr.trim()),
-            );
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
+    let Some(r) = common::start_cmd(backend, &mut cmd) else {
+        return;
     };
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(r.addr()).unwrap();
@@ -115,15 +101,8 @@ fn coalesce_us_still_answers_every_datagram_on_uring() {
         "--coalesce-us",
         "50",
     ]);
-    let r = match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => r,
-        Started::Exited(o) if o.stderr.contains("io_uring unavailable") => {
-            return skip(
-                Need::Uring,
-                format!("io_uring is refused on this host: {}", o.stderr.trim()),
-            );
-        }
-        Started::Exited(o) => panic!("udp-reflector exited before listening: {o:#?}"),
+    let Some(r) = common::start_cmd("uring", &mut cmd) else {
+        return;
     };
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(r.addr()).unwrap();
