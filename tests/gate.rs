@@ -7,7 +7,7 @@ use common::both_backends;
 
 use std::{net::UdpSocket, time::Duration};
 
-use common::{skip, Need, Outcome};
+use common::Outcome;
 
 fn bench(args: &[&str]) -> Outcome {
     common::run_to_exit(&mut common::bench_command(args), Duration::from_secs(20))
@@ -25,19 +25,7 @@ fn reflector(backend: &str) -> Option<common::Reflector> {
         "--workers",
         "1",
     ]);
-    match common::Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        common::Started::Listening(r) => Some(r),
-        common::Started::Exited(o)
-            if backend == "uring" && o.stderr.contains("io_uring unavailable") =>
-        {
-            skip(
-                Need::Uring,
-                format!("io_uring is refused here: {}", o.stderr.trim()),
-            );
-            None
-        }
-        common::Started::Exited(o) => panic!("reflector exited before listening: {o:#?}"),
-    }
+    common::start_cmd(backend, &mut cmd)
 }
 
 both_backends!(within_limits_exits_0, a_p99_above_max_p99_exits_1);

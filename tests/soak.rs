@@ -22,10 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    assert_summary_consistent, counter, serve_command, skip, softnet_dropped, Need, Reflector,
-    Started, BIN,
-};
+use common::{assert_summary_consistent, counter, serve_command, softnet_dropped, BIN};
 use serde_json::Value;
 
 both_backends!(
@@ -109,13 +106,8 @@ fn three_times_overload_keeps_both_identities_and_memory_flat(backend: &'static 
         "--listen",
         "127.0.0.1:0",
     ]);
-    let r = match Reflector::start(&mut cmd).expect("spawning udp-reflector") {
-        Started::Listening(r) => r,
-        Started::Exited(o) if backend == "uring" && o.stderr.contains("io_uring unavailable") => {
-            skip(Need::Uring, o.stderr.trim());
-            return;
-        }
-        Started::Exited(o) => panic!("did not start: {o:#?}"),
+    let Some(r) = common::start_cmd(backend, &mut cmd) else {
+        return;
     };
     let target = r.addr().to_string();
     let pid = r.proc.pid();
